@@ -1,0 +1,44 @@
+# The two commands: `make run` and `make test`. Everything they need is installed from here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test venv sysdeps lint typecheck bench clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(INSTALLED)
+
+## Start the edge with the embedded simulated phone and print the URL to open.
+run: venv
+	$(BIN)/cloudphone serve $(ARGS)
+
+## System packages the tests use (Chromium, QEMU, busybox); skipped with a reason when not root.
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+## The whole suite, inside a private network namespace with only loopback when we may make one.
+test: venv sysdeps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	@bash scripts/in-loopback-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python -m benchmarks.stream
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The signaling protocol (versioned JSON over WebSocket) and ICE server configuration."""
