@@ -317,8 +317,9 @@ class QemuGuest(Guest):
             return  # still booting: the firmware/console picture is not for viewers
         self.frames += 1
         self._push_frame(
-            RawFrame(data=data, pixel_format=PIXEL_FORMAT_NAME, captured_at=received_at,
-                     input_seq=seq)
+            RawFrame(
+                data=data, pixel_format=PIXEL_FORMAT_NAME, captured_at=received_at, input_seq=seq
+            )
         )
 
     def _seq_for_report(self, shown: int) -> int:

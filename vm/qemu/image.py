@@ -232,9 +232,16 @@ def compile_phone(workdir: Path) -> Path:
     binary = workdir / "phone"
     _run(
         [
-            "gcc", "-O2", "-static", "-Wall", "-Wno-unused-result",
-            f"-I{DRM_HEADERS}", f"-I{workdir}",
-            "-o", str(binary), str(PHONE_SOURCE),
+            "gcc",
+            "-O2",
+            "-static",
+            "-Wall",
+            "-Wno-unused-result",
+            f"-I{DRM_HEADERS}",
+            f"-I{workdir}",
+            "-o",
+            str(binary),
+            str(PHONE_SOURCE),
         ]
     )
     return binary

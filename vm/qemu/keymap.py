@@ -72,7 +72,7 @@ DOM_TO_QCODE: dict[str, str] = {
 NAV_TO_QCODE: dict[NavKey, str] = {"back": "ac_back", "home": "ac_home", "recents": "compose"}
 
 _UNSHIFTED = "`1234567890-=[]\\;',./"
-_SHIFTED = "~!@#$%^&*()_+{}|:\"<>?"
+_SHIFTED = '~!@#$%^&*()_+{}|:"<>?'
 _PUNCT_QCODE = {
     "`": "grave_accent",
     "-": "minus",
