@@ -45,11 +45,12 @@ from cloudphone.vm.guest import (
     TextEvent,
     TouchEvent,
 )
+from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
 from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
 from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, RfbClient
 from cloudphone.vm.stamp import draw_stamp, read_stamp
-from qemu.qmp import Runstate
+from qemu.qmp import QMPError, Runstate
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class QemuGuest(Guest):
         self.keepalive = keepalive
         self.process: QemuProcess | None = None
         self._rfb: RfbClient | None = None
+        self._display: RfbClient | DbusDisplay | None = None
         self._capture: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._run_dir: Path | None = None
@@ -187,20 +189,29 @@ class QemuGuest(Guest):
         self.process = process
         started = time.monotonic()
         await process.start()
-        rfb = RfbClient(
-            process.vnc_path, self._on_update, self._on_resize, keepalive=self.keepalive
-        )
         deadline = started + self.boot_timeout
-        while True:
+        display: RfbClient | DbusDisplay
+        if self.config.capture == "dbus":
+            display = DbusDisplay(process.qmp, self._on_update, self._on_resize)
             try:
-                await rfb.connect()
-                break
-            except OSError as exc:
-                if not process.running or time.monotonic() > deadline:
-                    raise GuestError(f"cannot reach QEMU's VNC socket: {exc}") from exc
-                await asyncio.sleep(0.05)
-        self._rfb = rfb
-        self._capture = asyncio.get_running_loop().create_task(rfb.run())
+                await display.connect()
+            except (OSError, QMPError) as exc:
+                raise GuestError(f"cannot attach to QEMU's D-Bus display: {exc!r}") from exc
+        else:
+            display = rfb = RfbClient(
+                process.vnc_path, self._on_update, self._on_resize, keepalive=self.keepalive
+            )
+            while True:
+                try:
+                    await rfb.connect()
+                    break
+                except OSError as exc:
+                    if not process.running or time.monotonic() > deadline:
+                        raise GuestError(f"cannot reach QEMU's VNC socket: {exc}") from exc
+                    await asyncio.sleep(0.05)
+            self._rfb = rfb
+        self._display = display
+        self._capture = asyncio.get_running_loop().create_task(display.run())
         waiter = asyncio.ensure_future(self._first_frame.wait())
         exited = asyncio.ensure_future(process.wait())
         try:
@@ -278,13 +289,14 @@ class QemuGuest(Guest):
 
     async def _teardown(self) -> None:
         capture, self._capture = self._capture, None
-        rfb, self._rfb = self._rfb, None
+        display, self._display = self._display, None
+        self._rfb = None
         if capture is not None:
             capture.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await capture
-        if rfb is not None:
-            await rfb.close()
+        if display is not None:
+            await display.close()
         process, self.process = self.process, None
         if process is not None:
             await process.stop()
@@ -433,6 +445,7 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         width=int(spec.width),
         height=int(spec.height),
         accel=str(options.get("accel", "tcg")),
+        capture=str(options.get("capture", "vnc")),
         binary=options.get("binary"),
     )
     return QemuGuest(guest_id, config, keepalive=options.get("keepalive", 0.02))

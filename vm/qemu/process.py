@@ -43,6 +43,7 @@ class QemuConfig:
     width: int = 720
     height: int = 1280
     accel: str = "tcg"  # "tcg" or "kvm"; KVM only where a probe boot proved it works
+    capture: str = "vnc"  # "vnc" (RFB over a unix socket) or "dbus" (-display dbus,p2p=yes)
     binary: str | None = None  # default: qemu-system-<arch> on PATH
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -89,10 +90,13 @@ class QemuProcess:
         for label, path in (("kernel", c.kernel), ("initrd", c.initrd), ("disk", c.disk)):
             if path is not None and not Path(path).is_file():
                 raise GuestError(f"qemu {label} image {path} does not exist (make qemu-image?)")
+        if c.capture not in ("vnc", "dbus"):
+            raise GuestError(f"unknown qemu capture path {c.capture!r}: vnc or dbus")
         if c.kernel is None and c.disk is None:
             raise GuestError("qemu guest needs a kernel or a disk image")
         args = [binary, "-accel", c.accel, "-m", str(c.memory_mb), "-smp", str(c.cpus)]
-        args += ["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"]
+        args += ["-nodefaults", "-no-user-config", "-no-reboot"]
+        args += ["-display", "dbus,p2p=yes" if c.capture == "dbus" else "none"]
         if c.arch == "aarch64":
             args += ["-machine", "virt", "-cpu", "max" if c.accel == "tcg" else "host"]
             display = ["-device", f"virtio-gpu-pci,xres={c.width},yres={c.height}"]
