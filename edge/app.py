@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
-
 from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
 from cloudphone.edge.config import EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
@@ -130,7 +129,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         )
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "instances": len(pool), "sessions": len(node.sessions)})
+        return web.json_response(
+            {"ok": True, "instances": len(pool), "sessions": len(node.sessions)}
+        )
 
     app.router.add_get("/", index)
     app.router.add_get("/ws", signaling.handle)
