@@ -73,7 +73,6 @@ class _Connection:
         self.session: PeerSession | None = None
         self.answered = False
         self._timeout_task: asyncio.Future[None] | None = None
-        self._timeout_task: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         try:
