@@ -99,7 +99,10 @@ class EdgeConfig:
             if not self.turn_secret:
                 raise ConfigError("turn_urls needs turn_secret (coturn static-auth-secret)")
             turn = TurnRestConfig(tuple(self.turn_urls), self.turn_secret, self.turn_ttl)
-        servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        try:
+            servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        except ValueError as exc:
+            raise ConfigError(f"ice_servers: {exc}") from None
         return IceConfig(servers, turn)
 
     def validate(self) -> EdgeConfig:
