@@ -27,13 +27,13 @@ from typing import Any
 import aiohttp
 import numpy as np
 import psutil
-
-from benchmarks.common import free_port, results_dir, append_results_row, save_json
 from cloudphone.codecs import EncoderConfig, create_encoder
 from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.vm.guest import TouchEvent
 from cloudphone.vm.simulated.ui import PhoneUI
+
+from benchmarks.common import append_results_row, free_port, results_dir, save_json
 
 
 def encoder_costs(codec: str, width: int, height: int, frames: int) -> dict[str, float]:

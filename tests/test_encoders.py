@@ -7,7 +7,6 @@ import time
 import av
 import numpy as np
 import pytest
-
 from cloudphone.codecs import EncoderConfig, create_encoder
 from cloudphone.codecs.h264 import h264_level
 from cloudphone.codecs.worker import EncoderWorker
