@@ -63,7 +63,8 @@ def encoder_costs(codec: str, width: int, height: int, frames: int) -> dict[str,
     }
 
 
-async def stream_run(codec: str, size: str, seconds: float) -> dict[str, Any]:
+def start_edge(size: str) -> tuple[subprocess.Popen[str], int]:
+    """`cloudphone serve` in its own process, so its CPU can be measured alone."""
     port = free_port()
     edge = subprocess.Popen(
         [
@@ -87,9 +88,15 @@ async def stream_run(codec: str, size: str, seconds: float) -> dict[str, Any]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert edge.stdout is not None
+    edge.stdout.readline()  # "cloudphone edge on ..." once it listens
+    return edge, port
+
+
+async def stream_run(
+    edge: subprocess.Popen[str], port: int, codec: str, seconds: float
+) -> dict[str, Any]:
     try:
-        assert edge.stdout is not None
-        edge.stdout.readline()  # "cloudphone edge on ..." once it listens
         proc = psutil.Process(edge.pid)
         async with aiohttp.ClientSession() as http:
             client = await PhoneClient.connect(
@@ -124,7 +131,6 @@ async def stream_run(codec: str, size: str, seconds: float) -> dict[str, Any]:
         }
     finally:
         edge.terminate()
-        edge.wait(10)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -183,7 +189,12 @@ def main() -> None:
         "stream": {},
     }
     for codec in codecs:
-        result["stream"][codec] = asyncio.run(stream_run(codec, args.size, args.seconds))
+        edge, port = start_edge(args.size)
+        try:
+            result["stream"][codec] = asyncio.run(stream_run(edge, port, codec, args.seconds))
+        finally:
+            edge.terminate()
+            edge.wait(10)
     out = results_dir()
     name = f"stream-{time.strftime('%Y%m%d-%H%M%S')}"
     save_json(out / f"{name}.json", result)
