@@ -1,9 +1,11 @@
 """`QemuGuest`: a QEMU virtual machine as a cloud phone behind the edge.
 
-Composition: `QemuProcess` (spawn, QMP, stop), `RfbClient` (frames over the VNC unix socket),
-`keymap` (input translation). Input goes over QMP `input-send-event` (~2 ms round trip):
-virtio-tablet absolute axes for touch, virtio-keyboard for keys. QEMU 7.2 has no multi-touch
-device, so the capabilities say one pointer and the page adapts.
+Composition: `QemuProcess` (spawn, QMP, stop), a display source — `DbusDisplay` (QEMU's p2p
+D-Bus display, the default: QEMU pushes damage, nothing to poll or keep alive) or `RfbClient`
+(VNC on a unix socket, the portable path) — and `keymap` (input translation). Input goes over
+QMP `input-send-event` (~2 ms round trip): virtio-tablet absolute axes for touch,
+virtio-keyboard for keys. QEMU 7.2 has no multi-touch device, so the capabilities say one
+pointer and the page adapts.
 
 Supervision: a watcher waits for the first of "QEMU exited", "VNC closed", "QMP disconnected";
 unless we are stopping, that is a crash: viewers see `RESTARTING`, the guest is booted again
@@ -175,9 +177,10 @@ class QemuGuest(Guest):
             self._rfb.poke()
 
     def request_refresh(self) -> None:
-        rfb = self._rfb
-        if rfb is not None and self._capture is not None:
-            asyncio.get_running_loop().create_task(rfb.request_full_update())
+        """Push the current picture again (a viewer joined): an idle guest sends no damage."""
+        display = self._display
+        if display is not None and self._first_frame.is_set():
+            self._on_update(display.framebuffer, time.monotonic())
 
     # ------------------------------------------------------------------ boot and supervision
 
@@ -445,7 +448,7 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         width=int(spec.width),
         height=int(spec.height),
         accel=str(options.get("accel", "tcg")),
-        capture=str(options.get("capture", "vnc")),
+        capture=str(options.get("capture", "dbus")),
         binary=options.get("binary"),
     )
     return QemuGuest(guest_id, config, keepalive=options.get("keepalive", 0.02))

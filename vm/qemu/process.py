@@ -43,7 +43,7 @@ class QemuConfig:
     width: int = 720
     height: int = 1280
     accel: str = "tcg"  # "tcg" or "kvm"; KVM only where a probe boot proved it works
-    capture: str = "vnc"  # "vnc" (RFB over a unix socket) or "dbus" (-display dbus,p2p=yes)
+    capture: str = "dbus"  # "dbus" (-display dbus,p2p=yes) or "vnc" (RFB on a unix socket)
     binary: str | None = None  # default: qemu-system-<arch> on PATH
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 

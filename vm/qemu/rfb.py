@@ -191,10 +191,12 @@ class RfbClient:
 
     async def _read_update(self) -> None:
         (count,) = await self._unpack(">xH")
+        pixels = False  # a resize alone carries no picture: QEMU sends it in the next update
         for _ in range(count):
             x, y, w, h, encoding = await self._unpack(">HHHHi")
             if encoding == ENCODING_RAW:
                 await self._read_raw(x, y, w, h)
+                pixels = True
             elif encoding == ENCODING_DESKTOP_SIZE:
                 self._resize(w, h)
             elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:
@@ -206,7 +208,7 @@ class RfbClient:
                 raise RfbError(f"unexpected encoding {encoding}")
         received_at = time.monotonic()
         await self._request(incremental=True)  # QEMU sends a full picture after a resize itself
-        if count:
+        if pixels:
             self.updates += 1
             self._on_update(self.framebuffer, received_at)
 
