@@ -47,12 +47,13 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
+@dataclass(eq=False)
 class Probe:
     """A pipeline subscriber that timestamps packets by the input seq in their stamp."""
 
     guest: QemuGuest
     first_seen: dict[int, float] = field(default_factory=dict)
+    packets: dict[int, EncodedPacket] = field(default_factory=dict)
     published: list[tuple[float, int]] = field(default_factory=list)
     waiting: int | None = None
 
@@ -60,6 +61,7 @@ class Probe:
         now = time.monotonic()
         self.published.append((now, item.input_seq))
         self.first_seen.setdefault(item.input_seq, now)
+        self.packets.setdefault(item.input_seq, item)
         if self.waiting is not None and item.input_seq >= self.waiting:
             self.waiting = None
             # flush aiortc's one-frame hold at the viewer: give it a next frame at once
@@ -113,8 +115,11 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
                 lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s, 10.0
             )
             edge_at = probe.first_seen.get(seq)
+            shown = seq
             if edge_at is None:  # a later seq covered this one
-                edge_at = min(t for s, t in probe.first_seen.items() if s >= seq)
+                shown = min(s for s in probe.first_seen if s >= seq)
+                edge_at = probe.first_seen[shown]
+            packet = probe.packets[shown]
             follow = probe.next_packet_after(edge_at)
             hold = (follow - edge_at) if follow is not None else 0.0
             rows.append(
@@ -122,6 +127,9 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
                     "kind": kind,
                     "seq": seq,
                     "edge_ms": (edge_at - sent) * 1000,
+                    # breakdown: guest + capture, then convert + encode (queue included)
+                    "captured_ms": (packet.captured_at - sent) * 1000,
+                    "encoded_ms": (packet.encoded_at - packet.captured_at) * 1000,
                     "viewer_ms": (frame.received_at - sent - hold) * 1000,
                     "viewer_raw_ms": (frame.received_at - sent) * 1000,
                 }
@@ -136,6 +144,8 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
             "boot_to_first_frame_s": guest.boot_to_first_frame,
             "edge_start_to_first_viewer_frame_s": first_view,
             "edge_ms": {"p50": pct(edge_ms, 50), "p95": pct(edge_ms, 95)},
+            "captured_ms_p50": pct([r["captured_ms"] for r in rows], 50),
+            "encode_ms_p50": pct([r["encoded_ms"] for r in rows], 50),
             "viewer_ms": {"p50": pct(viewer_ms, 50), "p95": pct(viewer_ms, 95)},
             "by_kind": {
                 kind: {
@@ -170,7 +180,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f"{name}: boot-to-first-frame {result['boot_to_first_frame_s']:.1f} s; "
             f"input->frame edge p50/p95 {result['edge_ms']['p50']:.1f}/"
             f"{result['edge_ms']['p95']:.1f} ms, viewer {result['viewer_ms']['p50']:.1f}/"
-            f"{result['viewer_ms']['p95']:.1f} ms"
+            f"{result['viewer_ms']['p95']:.1f} ms (input->captured p50 "
+            f"{result['captured_ms_p50']:.1f}, encode p50 {result['encode_ms_p50']:.1f})"
         )
     return out
 

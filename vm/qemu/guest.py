@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from cloudphone.vm.guest import (
     TextEvent,
     TouchEvent,
 )
+from cloudphone.vm.qemu.accel import choose_accel
 from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
 from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
@@ -92,12 +93,16 @@ class QemuGuest(Guest):
         *,
         restart: RestartPolicy | None = None,
         boot_timeout: float = 45.0,
+        ready_on_stamp: bool = True,
         keepalive: float | None = 0.02,
     ) -> None:
         super().__init__(guest_id, ScreenGeometry(config.width, config.height))
         self.config = config
         self.restart_policy = restart or RestartPolicy()
         self.boot_timeout = boot_timeout
+        # The recipe guest is ready when its program draws the stamp; any other guest when its
+        # display first shows the configured size (not the firmware's text mode).
+        self.ready_on_stamp = ready_on_stamp
         self.keepalive = keepalive
         self.process: QemuProcess | None = None
         self._rfb: RfbClient | None = None
@@ -129,6 +134,10 @@ class QemuGuest(Guest):
             return
         self._stopping = False
         self._set_state(GuestState.STARTING)
+        if self.config.accel == "auto":
+            self.config = replace(
+                self.config, accel=await choose_accel(self.config, self.ready_on_stamp)
+            )
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self.guest_id)[:40]
         self._run_dir = Path(tempfile.mkdtemp(prefix=f"cloudphone-qemu-{safe_id}-"))
         try:
@@ -162,15 +171,20 @@ class QemuGuest(Guest):
         if not reports:
             return
         async with self._input_lock:
+            # Map the guest's report counts to seqs *before* sending: the guest may draw (and
+            # the frame arrive) before QMP's reply does. Intermediate reports of a multi-report
+            # input (text) keep the previous seq; only the last carries this event's.
+            for i in range(len(reports)):
+                final = i == len(reports) - 1
+                self._reports_sent += 1
+                self._seq_by_report.append(
+                    (self._reports_sent, event.seq if final else self._last_seq)
+                )
+            self._last_seq = event.seq
             try:
                 for events in reports:
                     await qmp.execute("input-send-event", {"events": events})
-                    self._reports_sent += 1
-                    # intermediate reports keep the previous seq; the last one carries this event's
-                    self._seq_by_report.append((self._reports_sent, self._last_seq))
-                self._last_seq = event.seq
-                self._seq_by_report[-1] = (self._reports_sent, event.seq)
-            except Exception as exc:
+            except Exception as exc:  # QEMU is going away; a restart resets both counts
                 log.warning("%s: input dropped, QMP failed: %s", self.guest_id, exc)
                 return
         if self._rfb is not None:
@@ -234,25 +248,26 @@ class QemuGuest(Guest):
         log.info("%s: first frame %.2f s after start", self.guest_id, self.boot_to_first_frame)
 
     async def _supervise(self) -> None:
-        """Restart the guest when QEMU, its VNC or its QMP connection goes away."""
+        """Restart the guest when QEMU, its display connection or QMP goes away."""
         while not self._stopping:
             reason = await self._wait_for_fault()
             if self._stopping:
                 return
             log.warning("%s: %s; restarting", self.guest_id, reason)
-            if not self._may_restart():
-                log.error("%s: restarts used up, giving up", self.guest_id)
+            while True:  # boot attempts until one shows a frame or the policy says stop
+                if not self._may_restart():
+                    log.error("%s: restarts used up, giving up", self.guest_id)
+                    await self._teardown()
+                    self._set_state(GuestState.FAILED)
+                    return
+                self._set_state(GuestState.RESTARTING)
                 await self._teardown()
-                self._set_state(GuestState.FAILED)
-                return
-            self._set_state(GuestState.RESTARTING)
-            await self._teardown()
-            await asyncio.sleep(self.restart_policy.backoff_s)
-            try:
-                await self._boot()
-            except GuestError as exc:
-                log.error("%s: restart failed: %s", self.guest_id, exc)
-                continue  # the next fault check sees the dead process
+                await asyncio.sleep(self.restart_policy.backoff_s)
+                try:
+                    await self._boot()
+                    break
+                except GuestError as exc:
+                    log.error("%s: restart failed: %s", self.guest_id, exc)
             self.restart_count += 1
             self._set_state(GuestState.RUNNING)
 
@@ -329,7 +344,11 @@ class QemuGuest(Guest):
                 self._set_screen(ScreenGeometry(data.shape[1], data.shape[0]))
                 self._first_frame.set()
         elif not self._first_frame.is_set():
-            return  # still booting: the firmware/console picture is not for viewers
+            size = (data.shape[1], data.shape[0])
+            if self.ready_on_stamp or size != (self.config.width, self.config.height):
+                return  # still booting: the firmware/console picture is not for viewers
+            self._set_screen(ScreenGeometry(*size))
+            self._first_frame.set()
         self.frames += 1
         self._push_frame(
             RawFrame(
@@ -422,10 +441,12 @@ class QemuGuest(Guest):
 
 def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     """`InstancePool` factory: `spec.options` may hold kernel, initrd, disk, append, arch,
-    memory (MiB), cpus, accel, binary; without kernel/disk the recipe image is used."""
+    memory (MiB), cpus, accel (tcg, kvm, auto), capture (dbus, vnc), keepalive, binary,
+    boot_timeout, ready_on_stamp; without kernel/disk the recipe image is used."""
     from cloudphone.vm.qemu.image import KERNEL_CMDLINE, ensure_image
 
     options = dict(spec.options)
+    recipe = options.get("kernel") is None and options.get("disk") is None
     kernel = options.get("kernel")
     disk = options.get("disk")
     initrd = options.get("initrd")
@@ -451,4 +472,10 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         capture=str(options.get("capture", "dbus")),
         binary=options.get("binary"),
     )
-    return QemuGuest(guest_id, config, keepalive=options.get("keepalive", 0.02))
+    return QemuGuest(
+        guest_id,
+        config,
+        keepalive=options.get("keepalive", 0.02),
+        ready_on_stamp=bool(options.get("ready_on_stamp", recipe)),
+        boot_timeout=float(options.get("boot_timeout", 45.0)),
+    )
