@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import time
 from typing import Any
 
@@ -48,6 +49,18 @@ FRAME_PIXEL_FORMAT = PIXEL_FORMAT_NAME
 
 class DbusDisplayError(ConnectionError):
     """The D-Bus display connection failed or closed."""
+
+
+def _send_fd(qmp: Any, fd: int) -> None:
+    """Pass `fd` to QEMU over the QMP socket (SCM_RIGHTS), for a following `getfd`."""
+    try:
+        qmp.send_fd_scm(fd)
+        return
+    except AttributeError:  # under uvloop: qemu.qmp reaches for `_sock`, which uvloop lacks
+        pass
+    raw = qmp._writer.transport.get_extra_info("socket")
+    with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+        sock.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
 
 
 def _method_call(path: str, interface: str, member: str, signature: str, body: tuple) -> Message:
@@ -191,7 +204,7 @@ class DbusDisplay:
     async def _connect(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._qmp.send_fd_scm(theirs.fileno())
+            _send_fd(self._qmp, theirs.fileno())
             await self._qmp.execute("getfd", {"fdname": "cloudphone-dbus"})
             await self._qmp.execute(
                 "add_client", {"protocol": "@dbus-display", "fdname": "cloudphone-dbus"}
