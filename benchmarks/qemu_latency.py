@@ -43,7 +43,7 @@ from benchmarks.common import append_results_row, results_dir, save_json
 PATHS: dict[str, dict[str, Any]] = {
     "dbus": {"capture": "dbus"},
     "vnc": {"capture": "vnc"},
-    "vnc-no-keepalive": {"capture": "vnc", "keepalive": None},
+    "vnc-poke-only": {"capture": "vnc", "keepalive": None},
 }
 
 
