@@ -1,0 +1,234 @@
+"""The REST API under `/api/v1`: JSON in and out, errors as `{"error": {"code", "message"}}`.
+
+`setup_control(app, pool, store, config)` mounts it on the edge's aiohttp application and ties
+the control plane's start and stop to the application's lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from cloudphone.edge.control.clock import Clock
+from cloudphone.edge.control.config import ControlConfig
+from cloudphone.edge.control.errors import ControlError, bad_request
+from cloudphone.edge.control.openapi import openapi_document
+from cloudphone.edge.control.phones import PhoneState, as_dict
+from cloudphone.edge.control.plane import ControlPlane
+from cloudphone.edge.control.sqlite_store import SQLiteStore
+from cloudphone.edge.control.store import Store
+from cloudphone.vm.pool import InstancePool
+
+log = logging.getLogger(__name__)
+
+PLANE_KEY = web.AppKey("control_plane", ControlPlane)
+PREFIX = "/api/v1"
+PUBLIC_PATHS = {f"{PREFIX}/openapi.json"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal, including aiohttp's own 404/405/413, leaves as the JSON error shape."""
+    try:
+        return await handler(request)
+    except ControlError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status, "http_error"
+        )
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal_error", "the control plane failed; see its log")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    plane = request.app[PLANE_KEY]
+    if scheme.lower() != "bearer" or not await plane.auth.check(token.strip()):
+        return error_response(401, "unauthorized", "send Authorization: Bearer <admin token>")
+    return await handler(request)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("invalid_json", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad_request("invalid_json", "the body must be a JSON object")
+    return body
+
+
+def int_query(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request("invalid_query", f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise bad_request("invalid_query", f"{name} must be within {lo}..{hi}")
+    return value
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/openapi.json")
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+@routes.get("/regions")
+async def get_regions(request: web.Request) -> web.Response:
+    config = request.app[PLANE_KEY].config
+    regions = []
+    for region in config.regions:
+        item = region.as_dict()
+        item["zones"] = [{"name": z, "served": config.serves(z)} for z in region.zones]
+        regions.append(item)
+    return web.json_response({"regions": regions})
+
+
+@routes.get("/flavors")
+async def get_flavors(request: web.Request) -> web.Response:
+    flavors = [f.as_dict() for f in request.app[PLANE_KEY].config.flavors]
+    return web.json_response({"flavors": flavors})
+
+
+@routes.get("/account")
+async def get_account(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[PLANE_KEY].account())
+
+
+@routes.post("/account/recharge")
+async def post_recharge(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    balance = await request.app[PLANE_KEY].recharge(body.get("amount_cents"))
+    return web.json_response({"balance_cents": balance})
+
+
+@routes.post("/orders")
+async def post_orders(request: web.Request) -> web.Response:
+    plane = request.app[PLANE_KEY]
+    order = plane.orders.parse_order(await json_body(request))
+    return web.json_response(await plane.orders.place(plane.account_id, order), status=201)
+
+
+@routes.get("/phones")
+async def get_phones(request: web.Request) -> web.Response:
+    state = request.query.get("state")
+    if state is not None and state not in set(PhoneState):
+        raise bad_request("invalid_query", f"state must be one of {[str(s) for s in PhoneState]}")
+    return web.json_response({"phones": await request.app[PLANE_KEY].phones(state)})
+
+
+@routes.get("/phones/{id}")
+async def get_phone(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[PLANE_KEY].phone(request.match_info["id"]))
+
+
+@routes.delete("/phones/{id}")
+async def delete_phone(request: web.Request) -> web.Response:
+    plane = request.app[PLANE_KEY]
+    row, final = await plane.orders.delete(plane.account_id, request.match_info["id"])
+    return web.json_response({"phone": as_dict(row), "final_bill_cents": final})
+
+
+@routes.post("/phones/{id}/renew")
+async def post_renew(request: web.Request) -> web.Response:
+    plane = request.app[PLANE_KEY]
+    body = await json_body(request)
+    row = await plane.orders.renew(
+        plane.account_id, request.match_info["id"], body.get("period"), body.get("duration")
+    )
+    return web.json_response(as_dict(row))
+
+
+@routes.post("/phones/{id}/unsubscribe")
+async def post_unsubscribe(request: web.Request) -> web.Response:
+    plane = request.app[PLANE_KEY]
+    row, refund = await plane.orders.unsubscribe(plane.account_id, request.match_info["id"])
+    return web.json_response({"phone": as_dict(row), "refund_cents": refund})
+
+
+async def _power(request: web.Request, action: str) -> web.Response:
+    plane = request.app[PLANE_KEY]
+    row = await plane.orders.power(plane.account_id, request.match_info["id"], action)
+    return web.json_response(as_dict(row))
+
+
+@routes.post("/phones/{id}/start")
+async def post_start(request: web.Request) -> web.Response:
+    return await _power(request, "start")
+
+
+@routes.post("/phones/{id}/stop")
+async def post_stop(request: web.Request) -> web.Response:
+    return await _power(request, "stop")
+
+
+@routes.post("/phones/{id}/restart")
+async def post_restart(request: web.Request) -> web.Response:
+    return await _power(request, "restart")
+
+
+@routes.get("/ledger")
+async def get_ledger(request: web.Request) -> web.Response:
+    limit = int_query(request, "limit", 100, 1, 1000)
+    before = int_query(request, "before", None, 1, 2**62)
+    assert limit is not None
+    entries = await request.app[PLANE_KEY].ledger_entries(limit, before)
+    return web.json_response({"entries": entries})
+
+
+def control_app(plane: ControlPlane) -> web.Application:
+    """The `/api/v1` sub-application for an already constructed control plane."""
+    sub = web.Application(middlewares=[errors_middleware, auth_middleware])
+    sub[PLANE_KEY] = plane
+    sub.add_routes(routes)
+    return sub
+
+
+def setup_control(
+    app: web.Application,
+    pool: InstancePool,
+    store: Store | None = None,
+    config: ControlConfig | None = None,
+    *,
+    clock: Clock | None = None,
+    scheduler: bool = True,
+) -> ControlPlane:
+    """Mount the control plane at `/api/v1` on `app`; it starts and stops with the app."""
+    config = config or ControlConfig()
+    plane = ControlPlane(pool, store or SQLiteStore(config.db_path), config, clock,
+                         scheduler=scheduler)
+
+    async def lifetime(_: web.Application) -> AsyncIterator[None]:
+        await plane.start()
+        try:
+            yield
+        finally:
+            await plane.close()
+
+    app.cleanup_ctx.append(lifetime)
+    app.add_subapp(PREFIX, control_app(plane))
+    return plane
