@@ -6,6 +6,7 @@ told to fail so all-or-none ordering is tested for real.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -22,6 +23,7 @@ class LedgerGuest(Guest):
     """A guest with no screen: starts, stops, and fails to start when its spec says so."""
 
     started = 0
+    hang: asyncio.Event | None = None  # when set, start() waits on it (an order cut short)
 
     def __init__(self, guest_id: str, spec: GuestSpec) -> None:
         super().__init__(guest_id)
@@ -35,6 +37,8 @@ class LedgerGuest(Guest):
         fail_after = self.spec.options.get("fail_after")
         if fail_after is not None and LedgerGuest.started >= fail_after:
             raise GuestError("test guest refuses to start")
+        if LedgerGuest.hang is not None:
+            await LedgerGuest.hang.wait()
         LedgerGuest.started += 1
         self._set_state(GuestState.RUNNING)
 

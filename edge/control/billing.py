@@ -134,6 +134,7 @@ class Billing:
         self.clock = clock
         self.lock = lock  # shared with phone actions so pool effects never interleave
         self.ticks = 0
+        self._ticked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def now(self) -> int:
@@ -213,6 +214,12 @@ class Billing:
             fx = await self.enforce(now)
             await fx.apply(self.fleet)
         self.ticks += 1
+        self._ticked.set()
+        self._ticked = asyncio.Event()
+
+    async def next_tick(self) -> None:
+        """Wait for the end of the next round (tests and operators watching the scheduler)."""
+        await self._ticked.wait()
 
     async def _loop(self) -> None:
         while True:

@@ -51,6 +51,7 @@ class ControlPlane:
         self.auth = AdminAuth(store, self.config.admin_token)
         self.account_id = DEFAULT_ACCOUNT
         self._scheduler = scheduler
+        self._closed = False
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -64,6 +65,10 @@ class ControlPlane:
             self.billing.start()
 
     async def close(self) -> None:
+        """Stop the scheduler, meter up to now (a clean stop loses no second), close the store."""
+        if self._closed:
+            return
+        self._closed = True
         await self.billing.stop()
         try:
             async with self.lock:
