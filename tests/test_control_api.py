@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web_routedef import RouteDef
 from cloudphone.edge.control import ManualClock, setup_control
 from cloudphone.edge.control.api import PREFIX, routes
+from cloudphone.edge.control.cli import admin_main
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.plane import ControlPlane
 from cloudphone.vm.pool import InstancePool
@@ -252,3 +253,95 @@ async def test_ledger_pages_newest_first(env: Env) -> None:
     assert [e["amount_cents"] for e in page] == [3, 2]
     rest = (await env.api.get(f"/ledger?before={page[-1]['id']}"))["entries"]
     assert [e["amount_cents"] for e in rest] == [1]
+
+
+async def test_phone_actions_over_http(env: Env) -> None:
+    await env.api.post("/account/recharge", {"amount_cents": 10_000})
+    [pre] = (await env.api.post("/orders", order_body(1, "prepaid", name="pre"), expect=201))[
+        "phones"]
+    [ond] = (await env.api.post("/orders", order_body(1, name="ond"), expect=201))["phones"]
+    stopped = await env.api.post(f"/phones/{ond['id']}/stop")
+    assert stopped["state"] == "stopped" and env.pool.get(ond["id"]).state == "stopped"
+    assert [p["id"] for p in (await env.api.get("/phones?state=stopped"))["phones"]] == [
+        ond["id"]]
+    started = await env.api.post(f"/phones/{ond['id']}/start")
+    assert started["state"] == "running" and env.pool.get(ond["id"]).state == "running"
+    restarted = await env.api.post(f"/phones/{pre['id']}/restart")
+    assert restarted["state"] == "running" and env.pool.get(pre["id"]).state == "running"
+    renewed = await env.api.post(f"/phones/{pre['id']}/renew", {"period": "month", "duration": 2})
+    assert renewed["billing"]["paid_cents"] == 9000
+    env.clock.advance(3600)
+    deleted = await env.api.delete(f"/phones/{ond['id']}")
+    assert deleted["final_bill_cents"] == 7 and deleted["phone"]["state"] == "released"
+    assert ond["id"] not in env.pool
+    unsub = await env.api.post(f"/phones/{pre['id']}/unsubscribe")
+    assert unsub["phone"]["state"] == "released" and 0 < unsub["refund_cents"] < 9000
+    assert len(env.pool) == 0
+    account = await env.api.get("/account")
+    assert account["phones"] == {"released": 2}
+    assert account["balance_cents"] == 10_000 - 3000 - 6000 - 7 + unsub["refund_cents"]
+    err = await env.api.delete(f"/phones/{ond['id']}", expect=409)
+    assert err["error"]["code"] == "phone_released"
+    err = await env.api.post(f"/phones/{ond['id']}/start", expect=409)
+    assert err["error"]["code"] == "phone_released"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({"period": "week", "duration": 1}, "invalid_period"),
+     ({"period": "month", "duration": 0}, "invalid_duration"),
+     ({"period": "month", "duration": 37}, "invalid_duration"),
+     ({"period": "year", "duration": "1"}, "invalid_duration"),
+     ({}, "invalid_period")],
+)
+async def test_bad_renewals_are_refused_without_a_trace(
+    env: Env, body: dict[str, Any], code: str
+) -> None:
+    await env.api.post("/account/recharge", {"amount_cents": 10_000})
+    [pre] = (await env.api.post("/orders", order_body(1, "prepaid"), expect=201))["phones"]
+    before = await env.snapshot()
+    err = await env.api.post(f"/phones/{pre['id']}/renew", body, expect=400)
+    assert err["error"]["code"] == code
+    assert await env.snapshot() == before
+
+
+async def test_wrong_billing_mode_over_http_is_409_without_a_trace(env: Env) -> None:
+    await env.api.post("/account/recharge", {"amount_cents": 10_000})
+    [pre] = (await env.api.post("/orders", order_body(1, "prepaid"), expect=201))["phones"]
+    [ond] = (await env.api.post("/orders", order_body(1), expect=201))["phones"]
+    before = await env.snapshot()
+    for method, path, body in (
+        ("DELETE", f"/phones/{pre['id']}", None),
+        ("POST", f"/phones/{ond['id']}/renew", {"period": "month", "duration": 1}),
+        ("POST", f"/phones/{ond['id']}/unsubscribe", None),
+    ):
+        err = await env.api.call(method, path, 409, json=body)
+        assert err["error"]["code"] == "wrong_billing_mode"
+    assert await env.snapshot() == before
+
+
+async def test_phone_list_refuses_an_unknown_state_filter(env: Env) -> None:
+    err = await env.api.get("/phones?state=bogus", expect=400)
+    assert err["error"]["code"] == "invalid_query"
+
+
+async def test_cli_admin_token_is_accepted_and_replaces_the_previous_one(
+    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "cli.db")
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, admin_main, ["admin", "token", "--db", db]) == 0
+    first = capsys.readouterr().out.strip()
+    assert await loop.run_in_executor(None, admin_main, ["admin", "token", "--db", db]) == 0
+    second = capsys.readouterr().out.strip()
+    assert first != second and len(second) > 30
+    app = web.Application()
+    setup_control(app, make_pool(), config=make_config(db_path=db, admin_token=None),
+                  clock=ManualClock(), scheduler=False)
+    client = await aiohttp_client(app)
+    ok = await client.get(f"{PREFIX}/account", headers={"Authorization": f"Bearer {second}"})
+    assert ok.status == 200
+    old = await client.get(f"{PREFIX}/account", headers={"Authorization": f"Bearer {first}"})
+    assert old.status == 401
+    none = await client.get(f"{PREFIX}/account", headers={"Authorization": "Bearer "})
+    assert none.status == 401

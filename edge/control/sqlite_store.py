@@ -55,8 +55,9 @@ class _SQLiteTx:
 class SQLiteStore:
     """The default store. `path` may be ":memory:" for throwaway use."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, migrations: list[list[str]] | None = None) -> None:
         self.path = path
+        self._migrations = MIGRATIONS if migrations is None else migrations
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
@@ -95,7 +96,7 @@ class SQLiteStore:
             await tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = await tx.fetchone("SELECT MAX(version) AS v FROM schema_version")
         current = int(row["v"]) if row and row["v"] is not None else 0
-        for version, statements in enumerate(MIGRATIONS, start=1):
+        for version, statements in enumerate(self._migrations, start=1):
             if version <= current:
                 continue
             async with self.transaction() as tx:
