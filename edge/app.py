@@ -138,4 +138,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/edge/instances", instances)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
+    if config.control_db:
+        from cloudphone.edge.control import ControlConfig, setup_control
+
+        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
     return app

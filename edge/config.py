@@ -49,6 +49,7 @@ class EdgeConfig:
     ice_announce: list[str] = field(default_factory=list)
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
+    control_db: str = ""  # SQLite file of the control plane (/api/v1); empty: no control plane
     log_level: str = "info"
     instances: list[dict[str, Any]] = field(default_factory=list)  # per-instance overrides (file only)
 

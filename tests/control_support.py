@@ -67,7 +67,7 @@ def make_config(**changes: Any) -> ControlConfig:
     return base.with_(**changes)
 
 
-def order_body(count: int = 1, mode: str = "on_demand", **over: Any) -> dict[str, Any]:
+def order_body(count: Any = 1, mode: str = "on_demand", **over: Any) -> dict[str, Any]:
     billing: dict[str, Any] = {"mode": mode}
     if mode == "prepaid":
         billing.update(period="month", duration=1)

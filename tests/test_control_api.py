@@ -17,7 +17,8 @@ from cloudphone.edge.control.cli import admin_main
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.plane import ControlPlane
 from cloudphone.vm.pool import InstancePool
-from control_support import AUTH, Api, make_config, make_pool, order_body
+
+from tests.control_support import AUTH, Api, make_config, make_pool, order_body
 
 
 class Env:

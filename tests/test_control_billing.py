@@ -20,7 +20,8 @@ from cloudphone.edge.control.plane import ControlPlane
 from cloudphone.edge.control.sqlite_store import SQLiteStore
 from cloudphone.vm.guest import GuestState
 from cloudphone.vm.pool import InstancePool
-from control_support import LedgerGuest, make_config, make_pool, order_body
+
+from tests.control_support import LedgerGuest, make_config, make_pool, order_body
 
 HOUR = 3600
 DAY = 86400

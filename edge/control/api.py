@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from cloudphone.edge.control.clock import Clock
 from cloudphone.edge.control.config import ControlConfig
 from cloudphone.edge.control.errors import ControlError, bad_request
+from cloudphone.edge.control.fleet import Disconnect
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.phones import PhoneState, as_dict
 from cloudphone.edge.control.plane import ControlPlane
@@ -216,19 +217,26 @@ def setup_control(
     *,
     clock: Clock | None = None,
     scheduler: bool = True,
+    disconnect: Disconnect | None = None,
 ) -> ControlPlane:
-    """Mount the control plane at `/api/v1` on `app`; it starts and stops with the app."""
+    """Mount the control plane at `/api/v1` on `app`; it starts and stops with the app.
+
+    Call it after the edge registered its own startup, so phones the control plane restores
+    appear once the edge node listens to the pool. `disconnect(phone_id, reason)` closes the
+    viewers of a phone that is stopped rather than released (the edge node's
+    `disconnect_instance`).
+    """
     config = config or ControlConfig()
     plane = ControlPlane(pool, store or SQLiteStore(config.db_path), config, clock,
-                         scheduler=scheduler)
+                         scheduler=scheduler, disconnect=disconnect)
 
-    async def lifetime(_: web.Application) -> AsyncIterator[None]:
+    async def start(_: web.Application) -> None:
         await plane.start()
-        try:
-            yield
-        finally:
-            await plane.close()
 
-    app.cleanup_ctx.append(lifetime)
+    async def close(_: web.Application) -> None:
+        await plane.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, close)  # before the edge closes the pool
     app.add_subapp(PREFIX, control_app(plane))
     return plane

@@ -33,13 +33,13 @@ REASON_EXPIRING = "stopped: the prepaid period ended"
 class Effects:
     """Pool actions decided inside a transaction, carried out after it commits."""
 
-    stop: list[str] = field(default_factory=list)
+    stop: list[tuple[str, str]] = field(default_factory=list)  # (phone id, reason)
     start: list[tuple[str, str]] = field(default_factory=list)  # (phone id, flavor)
     remove: list[tuple[str, str]] = field(default_factory=list)  # (phone id, reason)
 
     async def apply(self, fleet: Fleet) -> None:
-        for phone_id in self.stop:
-            await fleet.stop(phone_id)
+        for phone_id, reason in self.stop:
+            await fleet.stop(phone_id, reason)
         for phone_id, flavor in self.start:
             await fleet.start(phone_id, fleet.config.flavor(flavor))
         for phone_id, reason in self.remove:
@@ -96,7 +96,7 @@ async def freeze_if_in_arrears(tx: Tx, account_id: int, now: int, fx: Effects) -
             (PhoneState.FROZEN, now, row["id"]),
         )
         if row["state"] == PhoneState.RUNNING:
-            fx.stop.append(row["id"])
+            fx.stop.append((row["id"], REASON_FROZEN))
 
 
 async def unfreeze_if_paid(tx: Tx, account_id: int, now: int, fx: Effects) -> None:
@@ -189,7 +189,7 @@ class Billing:
                     (PhoneState.EXPIRED, row["id"]),
                 )
                 if row["state"] == PhoneState.RUNNING:
-                    fx.stop.append(row["id"])
+                    fx.stop.append((row["id"], REASON_EXPIRING))
             for row in await tx.fetchall(
                 "SELECT id FROM phones WHERE mode = ? AND state = ? AND expires_at <= ?",
                 (Mode.PREPAID, PhoneState.EXPIRED, now - self.config.grace_s),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from cloudphone.edge.control.config import ControlConfig, Flavor
 from cloudphone.vm.guest import GuestEventName, GuestState
@@ -31,12 +31,23 @@ def spec_for(flavor: Flavor) -> GuestSpec:
     )
 
 
-class Fleet:
-    """The control plane's only door to the instance pool."""
+Disconnect = Callable[[str, str], Awaitable[None]]
 
-    def __init__(self, pool: InstancePool, config: ControlConfig) -> None:
+
+class Fleet:
+    """The control plane's only door to the instance pool (and to the edge's viewers).
+
+    A released phone's viewers learn why from the pool's `removed` event; a phone that is only
+    stopped (frozen, expired, taken from its user) stays in the pool, so the edge's `disconnect`
+    hook tells its viewers instead.
+    """
+
+    def __init__(
+        self, pool: InstancePool, config: ControlConfig, disconnect: Disconnect | None = None
+    ) -> None:
         self.pool = pool
         self.config = config
+        self.disconnect = disconnect
 
     async def create_all(self, ids: list[str], flavor: Flavor) -> None:
         """Create and start every guest, or none: on any failure the created ones are removed."""
@@ -70,8 +81,10 @@ class Fleet:
             finally:
                 guest.events.remove_listener(GuestEventName.STATE, on_state)
 
-    async def stop(self, guest_id: str) -> None:
+    async def stop(self, guest_id: str, reason: str = "stopped") -> None:
         try:
+            if self.disconnect is not None:
+                await self.disconnect(guest_id, reason)
             await self.pool.stop(guest_id)
         except Exception:
             log.exception("stopping %s failed", guest_id)

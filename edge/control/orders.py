@@ -296,7 +296,7 @@ class Orders:
                 row = await ph.get(tx, phone_id)
             flavor = self.config.flavor(row["flavor"])
             if action == "stop":
-                await self.fleet.stop(phone_id)
+                await self.fleet.stop(phone_id, "stopped by the administrator")
             elif action == "start":
                 await self.fleet.start(phone_id, flavor)
             else:

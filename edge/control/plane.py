@@ -17,7 +17,7 @@ from cloudphone.edge.control.billing import Billing, Effects, unfreeze_if_paid
 from cloudphone.edge.control.clock import Clock, SystemClock
 from cloudphone.edge.control.config import ControlConfig
 from cloudphone.edge.control.errors import bad_request
-from cloudphone.edge.control.fleet import Fleet
+from cloudphone.edge.control.fleet import Disconnect, Fleet
 from cloudphone.edge.control.ledger import DEFAULT_ACCOUNT, EntryKind
 from cloudphone.edge.control.orders import Orders
 from cloudphone.edge.control.phones import PhoneState
@@ -38,12 +38,13 @@ class ControlPlane:
         clock: Clock | None = None,
         *,
         scheduler: bool = True,
+        disconnect: Disconnect | None = None,
     ) -> None:
         self.config = config or ControlConfig()
         self.clock = clock or SystemClock()
         self.store = store
         self.pool = pool
-        self.fleet = Fleet(pool, self.config)
+        self.fleet = Fleet(pool, self.config, disconnect)
         lock = asyncio.Lock()
         self.lock = lock
         self.billing = Billing(store, self.fleet, self.config, self.clock, lock)
