@@ -42,7 +42,7 @@ class Site:
                                      **kw) as resp:
             body = await resp.json()
             assert resp.status == expect, body
-            return body  # type: ignore[no-any-return]
+            return body
 
     async def viewer(self, instance: str) -> PhoneClient:
         client = await PhoneClient.connect(self.http, self.url("/ws"), instance, token=TOKEN,
