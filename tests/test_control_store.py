@@ -91,3 +91,31 @@ async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         async with store.transaction():
             pass
+
+
+async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "k.db"))
+    await store.open()
+    try:
+        for delay_steps in range(6):  # cancel while BEGIN, the statement or COMMIT is in flight
+
+            async def write(n: int = delay_steps) -> None:
+                async with store.transaction() as tx:
+                    await tx.execute("INSERT INTO settings (key, value) VALUES (?, 'x')",
+                                     (f"k{n}",))
+
+            task = asyncio.create_task(write())
+            for _ in range(delay_steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            async with store.transaction() as tx:  # raises if a transaction was left open
+                await tx.execute("INSERT INTO settings (key, value) VALUES (?, 'y')",
+                                 (f"after{delay_steps}",))
+    finally:
+        await store.close()

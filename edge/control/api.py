@@ -6,16 +6,27 @@ the control plane's start and stop to the application's lifetime.
 
 from __future__ import annotations
 
-import json
+import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from cloudphone.edge.control.clock import Clock
 from cloudphone.edge.control.config import ControlConfig
 from cloudphone.edge.control.errors import ControlError, bad_request
 from cloudphone.edge.control.fleet import Disconnect
+from cloudphone.edge.control.httputil import (
+    CALLER_KEY,
+    CSRF_HEADER,
+    PLANE_KEY,
+    SESSION_COOKIE,
+    Caller,
+    Handler,
+    access,
+    access_of,
+    error_response,
+    int_query,
+    json_body,
+)
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.phones import PhoneState, as_dict
 from cloudphone.edge.control.plane import ControlPlane
@@ -25,15 +36,7 @@ from cloudphone.vm.pool import InstancePool
 
 log = logging.getLogger(__name__)
 
-PLANE_KEY = web.AppKey("control_plane", ControlPlane)
 PREFIX = "/api/v1"
-PUBLIC_PATHS = {f"{PREFIX}/openapi.json"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 @web.middleware
@@ -57,43 +60,40 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    """Resolve the caller, then enforce the handler's access level and CSRF for cookie writes."""
+    level = access_of(request.match_info.handler)
+    if level == "public":
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
     plane = request.app[PLANE_KEY]
-    if scheme.lower() != "bearer" or not await plane.auth.check(token.strip()):
-        return error_response(401, "unauthorized", "send Authorization: Bearer <admin token>")
+    who: Caller | None = None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and await plane.auth.check(token.strip()):
+            who = Caller("admin")
+    else:
+        session = await plane.logins.session(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            who = Caller(session.user["role"], session)
+    if who is None:
+        raise ControlError(401, "unauthorized", "log in, or send Authorization: Bearer <token>")
+    if level == "admin" and who.role != "admin":
+        raise ControlError(403, "forbidden", "this needs an administrator")
+    if level == "user" and who.session is None:
+        raise ControlError(403, "forbidden", "this needs a user login, not an admin token")
+    if who.session is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), who.session.csrf.encode()):
+            raise ControlError(403, "csrf_failed", f"send the session's {CSRF_HEADER} header")
+    request[CALLER_KEY] = who
     return await handler(request)
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("invalid_json", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise bad_request("invalid_json", "the body must be a JSON object")
-    return body
-
-
-def int_query(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request("invalid_query", f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise bad_request("invalid_query", f"{name} must be within {lo}..{hi}")
-    return value
 
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/openapi.json")
+@access("public")
 async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -205,8 +205,14 @@ def control_app(plane: ControlPlane) -> web.Application:
     """The `/api/v1` sub-application for an already constructed control plane."""
     sub = web.Application(middlewares=[errors_middleware, auth_middleware])
     sub[PLANE_KEY] = plane
-    sub.add_routes(routes)
+    sub.add_routes(all_routes())
     return sub
+
+
+def all_routes() -> list[web.AbstractRouteDef]:
+    from cloudphone.edge.control import api_auth, api_people
+
+    return [*routes, *api_people.routes, *api_auth.routes]
 
 
 def setup_control(

@@ -200,7 +200,8 @@ class Billing:
     @staticmethod
     async def _release(tx: Tx, phone_id: str, now: int, reason: str, fx: Effects) -> None:
         await tx.execute(
-            "UPDATE phones SET state = ?, released_at = ?, release_reason = ? WHERE id = ?",
+            "UPDATE phones SET state = ?, released_at = ?, release_reason = ?, user_id = NULL"
+                    " WHERE id = ?",
             (PhoneState.RELEASED, now, reason, phone_id),
         )
         fx.remove.append((phone_id, reason))

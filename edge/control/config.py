@@ -89,6 +89,18 @@ class ControlConfig:
     grace_s: int = 7 * 86400  # prepaid: expired -> released
     arrears_s: int = 15 * 86400  # on-demand: frozen -> released
     start_timeout_s: float = 5.0
+    # Logins (issue 6): lifetimes, and the rate limits that keep guessing useless.
+    session_ttl_s: int = 12 * 3600
+    device_ttl_s: int = 30 * 86400  # "trust this browser"
+    code_ttl_s: int = 300
+    code_max_tries: int = 5
+    fail_window_s: int = 900  # failures older than this are forgotten (and locks lifted)
+    login_fail_limit: int = 5  # per account name: then locked for the rest of the window
+    ip_fail_limit: int = 20  # per client address
+    codes_per_window: int = 5  # verification codes sent per account per window
+    connect_token_ttl_s: int = 60
+    # Where notices go: "console", "jsonl:<path>" or "webhook:<url>".
+    notify: str = "console"
 
     def region(self, name: str) -> Region | None:
         return next((r for r in self.regions if r.name == name), None)

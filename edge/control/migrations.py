@@ -70,4 +70,76 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX phones_state ON phones(state, mode)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    # 2: organisations, users, assignment, logins (challenges, sessions, trusted browsers),
+    # the notification outbox, and the failure log that rate limits read.
+    [
+        """CREATE TABLE orgs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            name TEXT NOT NULL,
+            parent_id INTEGER REFERENCES orgs(id),
+            created_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            org_id INTEGER NOT NULL REFERENCES orgs(id),
+            login TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            mobile TEXT NOT NULL,
+            role TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        "ALTER TABLE phones ADD COLUMN user_id INTEGER REFERENCES users(id)",
+        "CREATE INDEX phones_user ON phones(user_id)",
+        """CREATE TABLE challenges (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            code_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            tries INTEGER NOT NULL DEFAULT 0,
+            used_at INTEGER
+        )""",
+        """CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            csrf TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        )""",
+        "CREATE INDEX sessions_user ON sessions(user_id)",
+        """CREATE TABLE devices (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            token_hash TEXT NOT NULL UNIQUE,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            label TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        )""",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            sent_at INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        )""",
+        """CREATE TABLE auth_failures (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            login TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            kind TEXT NOT NULL
+        )""",
+        "CREATE INDEX auth_failures_login ON auth_failures(login, at)",
+        "CREATE INDEX auth_failures_ip ON auth_failures(ip, at)",
+    ],
 ]

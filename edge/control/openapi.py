@@ -74,9 +74,36 @@ SCHEMAS: J = {
             "state": {"enum": [str(s) for s in PhoneState]},
             "billing": _ref("Billing"),
             "created_at": INT, "frozen_at": NINT, "expired_at": NINT, "released_at": NINT,
-            "release_reason": NSTR,
+            "release_reason": NSTR, "user_id": NINT,
         },
     ),
+    "Org": _obj(["id", "name", "parent_id", "created_at"],
+                {"id": INT, "name": STR, "parent_id": NINT, "created_at": INT}),
+    "User": _obj(
+        ["id", "login", "name", "mobile", "org_id", "role", "created_at", "phones"],
+        {"id": INT, "login": STR, "name": STR, "mobile": STR, "org_id": INT,
+         "role": {"enum": ["admin", "user"]}, "created_at": INT,
+         "phones": {"type": "integer", "description": "phones bound to the user"}},
+    ),
+    "NewUser": _obj(
+        ["login", "name", "mobile", "org_id", "password"],
+        {"login": STR, "name": STR, "mobile": STR, "org_id": INT,
+         "role": {"enum": ["admin", "user"]}, "password": STR},
+    ),
+    "Me": _obj(["user", "csrf_token", "expires_at"],
+               {"user": _ref("User"), "csrf_token": STR, "expires_at": INT}),
+    "LoginReply": _obj(
+        ["status"],
+        {"status": {"enum": ["challenge", "session"]}, "challenge": STR, "expires_at": INT,
+         "sent_to": STR, "user": _ref("User"), "csrf_token": STR},
+    ),
+    "MyPhone": _obj(
+        ["id", "name", "state", "region", "zone", "flavor", "usable"],
+        {"id": STR, "name": STR, "state": {"enum": [str(s) for s in PhoneState]},
+         "region": STR, "zone": STR, "flavor": STR, "usable": {"type": "boolean"}},
+    ),
+    "Device": _obj(["id", "label", "created_at", "expires_at"],
+                   {"id": INT, "label": STR, "created_at": INT, "expires_at": INT}),
     "LedgerEntry": _obj(
         ["id", "at", "kind", "amount_cents", "balance_after_cents", "order_id", "phone_id", "memo"],
         {
@@ -107,6 +134,8 @@ SCHEMAS: J = {
         {"order_id": INT, "phones": {"type": "array", "items": _ref("Phone")},
          "charged_cents": INT},
     ),
+    "Done": {"type": "object", "description": "an acknowledgement",
+             "additionalProperties": True},
     "Renewal": _obj(
         ["period", "duration"],
         {"period": {"enum": ["month", "year"]}, "duration": {"type": "integer", "minimum": 1}},
@@ -121,7 +150,9 @@ def _json(schema: J) -> J:
 def _op(summary: str, ok: J, *, status: str = "200", body: J | None = None,
         params: list[J] | None = None, errors: tuple[int, ...] = ()) -> J:
     responses: J = {status: {"description": "success", **_json(ok)}}
-    responses["401"] = {"description": "missing or wrong admin token", **_json(_ref("Error"))}
+    responses["401"] = {"description": "not logged in / wrong token", **_json(_ref("Error"))}
+    responses["403"] = {"description": "not allowed for this caller, or no CSRF header",
+                        **_json(_ref("Error"))}
     for code in errors:
         responses[str(code)] = {"description": "refused", **_json(_ref("Error"))}
     op: J = {"summary": summary, "responses": responses}
@@ -133,6 +164,13 @@ def _op(summary: str, ok: J, *, status: str = "200", body: J | None = None,
 
 
 PHONE_ID: J = {"name": "id", "in": "path", "required": True, "schema": STR}
+INT_ID: J = {"name": "id", "in": "path", "required": True, "schema": INT}
+
+
+def _public(summary: str, ok: J, *, body: J, errors: tuple[int, ...]) -> J:
+    op = _op(summary, ok, body=body, errors=errors)
+    op["security"] = []
+    return op
 
 
 def _phone_action(summary: str, ok: J, errors: tuple[int, ...] = (404, 409)) -> J:
@@ -148,9 +186,13 @@ def openapi_document() -> J:
         "servers": [{"url": "/api/v1"}],
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "cp_session",
+                            "description": "writes also need the X-CSRF-Token header"},
+            },
         },
-        "security": [{"admin": []}],
+        "security": [{"admin": []}, {"session": []}],
         "paths": {
             "/openapi.json": {"get": {"summary": "this document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1"}}}},
@@ -192,6 +234,82 @@ def openapi_document() -> J:
             "/phones/{id}/start": _phone_action("start", _ref("Phone"), (402, 404, 409)),
             "/phones/{id}/stop": _phone_action("stop", _ref("Phone"), (402, 404, 409)),
             "/phones/{id}/restart": _phone_action("restart", _ref("Phone"), (402, 404, 409)),
+            "/orgs": {
+                "get": _op("organisations", _obj(
+                    ["orgs"], {"orgs": {"type": "array", "items": _ref("Org")}})),
+                "post": _op("create an organisation", _ref("Org"), status="201",
+                            body=_obj(["name"], {"name": STR, "parent_id": NINT}),
+                            errors=(400, 404)),
+            },
+            "/orgs/{id}": {
+                "patch": _op("rename and/or move (parent_id) an organisation", _ref("Org"),
+                             body=_obj([], {"name": STR, "parent_id": NINT}),
+                             params=[INT_ID], errors=(400, 404, 409)),
+                "delete": _op("delete an empty organisation", _ref("Done"), params=[INT_ID],
+                              errors=(404, 409)),
+            },
+            "/users": {
+                "get": _op("users", _obj(["users"], {"users": {"type": "array",
+                                                                "items": _ref("User")}}),
+                           params=[{"name": "org_id", "in": "query", "required": False,
+                                    "schema": INT}], errors=(400,)),
+                "post": _op("create a user", _ref("User"), status="201",
+                            body=_ref("NewUser"), errors=(400, 404, 409)),
+            },
+            "/users/{id}": {
+                "get": _op("one user", _ref("User"), params=[INT_ID], errors=(404,)),
+                "patch": _op("rename, change mobile or role, move to another org", _ref("User"),
+                             body=_obj([], {"name": STR, "mobile": STR, "org_id": INT,
+                                            "role": {"enum": ["admin", "user"]}}),
+                             params=[INT_ID], errors=(400, 404)),
+                "delete": _op("delete a user without bound phones", _ref("Done"),
+                              params=[INT_ID], errors=(404, 409)),
+            },
+            "/users/{id}/password": {"post": _op(
+                "set a user's password (their sessions end)", _ref("Done"),
+                body=_obj(["password"], {"password": STR}), params=[INT_ID],
+                errors=(400, 404))},
+            "/users/{id}/devices": {"delete": _op(
+                "revoke every browser the user trusted", _ref("Done"), params=[INT_ID],
+                errors=(404,))},
+            "/phones/{id}/assign": {
+                "post": _op("bind a phone to a user (sends them a notice)", _ref("Phone"),
+                            body=_obj(["user_id"], {"user_id": INT}), params=[PHONE_ID],
+                            errors=(400, 404, 409)),
+                "delete": _op("unbind a phone (its viewers are disconnected)", _ref("Phone"),
+                              params=[PHONE_ID], errors=(404,)),
+            },
+            "/auth/login": {"post": _public(
+                "account + password: a session (trusted browser) or a code challenge",
+                _ref("LoginReply"),
+                body=_obj(["account", "password"], {"account": STR, "password": STR}),
+                errors=(400, 401, 429))},
+            "/auth/verify": {"post": _public(
+                "the code from the SMS: a session cookie, and a trusted-browser cookie if asked",
+                _ref("LoginReply"),
+                body=_obj(["challenge", "code"], {"challenge": STR, "code": STR,
+                                                  "trust_browser": {"type": "boolean"}}),
+                errors=(400, 401, 429))},
+            "/auth/session": {"get": _op("who is logged in, and the CSRF token", _ref("Me"))},
+            "/auth/logout": {"post": _op("end this session", _ref("Done"))},
+            "/auth/password": {"post": _op(
+                "change one's password (every session ends)", _ref("Done"),
+                body=_obj(["old_password", "new_password"],
+                          {"old_password": STR, "new_password": STR}),
+                errors=(400,))},
+            "/me/phones": {"get": _op("the phones bound to me", _obj(
+                ["count", "phones"],
+                {"count": INT, "phones": {"type": "array", "items": _ref("MyPhone")}}))},
+            "/me/phones/{id}/connect": {"post": _op(
+                "a short-lived signaling token for one of my phones",
+                _obj(["token", "expires_at", "instance", "signaling", "player"],
+                     {"token": STR, "expires_at": INT, "instance": STR, "signaling": STR,
+                      "player": STR}),
+                params=[PHONE_ID], errors=(409,))},
+            "/me/devices": {"get": _op("browsers I trusted", _obj(
+                ["devices"], {"devices": {"type": "array", "items": _ref("Device")}}))},
+            "/me/devices/{id}": {"delete": _op("forget one trusted browser", _ref("Done"),
+                                               params=[INT_ID], errors=(404,))},
             "/ledger": {"get": _op(
                 "balance changes, newest first",
                 _obj(["entries"], {"entries": {"type": "array", "items": _ref("LedgerEntry")}}),

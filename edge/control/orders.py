@@ -180,7 +180,7 @@ class Orders:
             if order is None or order["state"] != "creating":
                 return
             await tx.execute(
-                "UPDATE phones SET state = ?, released_at = ?, release_reason = ?"
+                "UPDATE phones SET state = ?, released_at = ?, release_reason = ?, user_id = NULL"
                 " WHERE order_id = ?",
                 (PhoneState.RELEASED, now, reason, order_id),
             )
@@ -241,7 +241,8 @@ class Orders:
                     row["prepaid_paid_cents"], row["period_start"], row["expires_at"], now
                 )
                 await tx.execute(
-                    "UPDATE phones SET state = ?, released_at = ?, release_reason = ? WHERE id = ?",
+                    "UPDATE phones SET state = ?, released_at = ?, release_reason = ?,"
+                    " user_id = NULL WHERE id = ?",
                     (PhoneState.RELEASED, now, REASON_UNSUBSCRIBED, phone_id),
                 )
                 if refund:
@@ -264,7 +265,8 @@ class Orders:
                                    "prepaid phones cannot be deleted; unsubscribe instead")
                 await meter_phone(tx, row, now)
                 await tx.execute(
-                    "UPDATE phones SET state = ?, released_at = ?, release_reason = ? WHERE id = ?",
+                    "UPDATE phones SET state = ?, released_at = ?, release_reason = ?,"
+                    " user_id = NULL WHERE id = ?",
                     (PhoneState.RELEASED, now, REASON_DELETED, phone_id),
                 )
                 final = await bill_phone(tx, phone_id, now)

@@ -72,4 +72,18 @@ def as_dict(row: Row) -> dict[str, Any]:
         "expired_at": row["expired_at"],
         "released_at": row["released_at"],
         "release_reason": row["release_reason"],
+        "user_id": row.get("user_id"),
+    }
+
+
+def user_view(row: Row) -> dict[str, Any]:
+    """What a phone's user sees: no prices, no billing internals."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "state": row["state"],
+        "region": row["region"],
+        "zone": row["zone"],
+        "flavor": row["flavor"],
+        "usable": row["state"] == PhoneState.RUNNING,
     }

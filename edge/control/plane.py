@@ -16,15 +16,37 @@ from cloudphone.edge.control.auth import AdminAuth
 from cloudphone.edge.control.billing import Billing, Effects, unfreeze_if_paid
 from cloudphone.edge.control.clock import Clock, SystemClock
 from cloudphone.edge.control.config import ControlConfig
+from cloudphone.edge.control.connect import ConnectTokens, ControlAuthorizer
+from cloudphone.edge.control.directory import Directory
 from cloudphone.edge.control.errors import bad_request
 from cloudphone.edge.control.fleet import Disconnect, Fleet
 from cloudphone.edge.control.ledger import DEFAULT_ACCOUNT, EntryKind
+from cloudphone.edge.control.login import Logins
+from cloudphone.edge.control.notifier import (
+    ConsoleSender,
+    JsonlSender,
+    Notifier,
+    Sender,
+    WebhookSender,
+)
 from cloudphone.edge.control.orders import Orders
 from cloudphone.edge.control.phones import PhoneState
 from cloudphone.edge.control.store import Store
 from cloudphone.vm.pool import InstancePool
 
 log = logging.getLogger(__name__)
+
+
+def sender_from(spec: str) -> Sender:
+    """`console`, `jsonl:<path>` or `webhook:<url>` (see ControlConfig.notify)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "console":
+        return ConsoleSender()
+    if kind == "jsonl" and arg:
+        return JsonlSender(arg)
+    if kind == "webhook" and arg:
+        return WebhookSender(arg)
+    raise ValueError(f"notify must be console, jsonl:<path> or webhook:<url>, not {spec!r}")
 
 
 class ControlPlane:
@@ -39,6 +61,7 @@ class ControlPlane:
         *,
         scheduler: bool = True,
         disconnect: Disconnect | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.config = config or ControlConfig()
         self.clock = clock or SystemClock()
@@ -51,6 +74,11 @@ class ControlPlane:
         self.orders = Orders(store, self.fleet, self.config, self.clock, lock)
         self.auth = AdminAuth(store, self.config.admin_token)
         self.account_id = DEFAULT_ACCOUNT
+        self.notices = Notifier(store, sender or sender_from(self.config.notify), self.clock)
+        self.directory = Directory(store, self.clock, self.fleet, self.notices, self.account_id)
+        self.logins = Logins(store, self.clock, self.config, self.notices)
+        self.tokens = ConnectTokens(store, self.clock, self.config.connect_token_ttl_s)
+        self.authorizer = ControlAuthorizer(store, self.tokens, self.auth)
         self._scheduler = scheduler
         self._closed = False
 
@@ -61,7 +89,10 @@ class ControlPlane:
         await self.store.open()
         async with self.store.transaction() as tx:
             await ledger.ensure_account(tx, self.account_id, "default", self.now())
+        await self.tokens.load()
         await self.reconcile()
+        self.notices.start()
+        self.notices.kick()  # anything left from before a restart
         if self._scheduler:
             self.billing.start()
 
@@ -70,6 +101,7 @@ class ControlPlane:
         if self._closed:
             return
         self._closed = True
+        await self.notices.stop()
         await self.billing.stop()
         try:
             async with self.lock:

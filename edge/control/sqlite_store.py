@@ -20,6 +20,11 @@ from cloudphone.edge.control.store import Params, Row, Tx
 T = TypeVar("T")
 
 
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class StoreError(RuntimeError):
     """The store is closed or its file cannot be used."""
 
@@ -117,14 +122,17 @@ class SQLiteStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self._run(lambda c: c.execute("BEGIN IMMEDIATE"))
+            committed = False
             try:
+                await self._run(lambda c: c.execute("BEGIN IMMEDIATE"))
                 yield _SQLiteTx(self)
-            except BaseException:
-                await self._run(lambda c: c.execute("ROLLBACK"))
-                raise
-            else:
                 await self._run(lambda c: c.execute("COMMIT"))
+                committed = True
+            finally:
+                if not committed:
+                    # Also when cancelled mid-BEGIN or mid-COMMIT: the worker thread still runs
+                    # what was queued, in order, so this rollback always follows it.
+                    await self._run(_rollback_if_open)
 
     async def pragma(self, name: str) -> Any:
         """Read a pragma (tests check WAL is on)."""
