@@ -142,5 +142,6 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         from cloudphone.edge.control import ControlConfig, setup_control
 
         control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
-        setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
+        plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
+        signaling.authorizer = plane.authorizer  # only connect tokens and admin tokens now
     return app

@@ -27,6 +27,7 @@ from cloudphone.edge.control.httputil import (
     int_query,
     json_body,
 )
+from cloudphone.edge.control.notifier import Sender
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.phones import PhoneState, as_dict
 from cloudphone.edge.control.plane import ControlPlane
@@ -224,6 +225,7 @@ def setup_control(
     clock: Clock | None = None,
     scheduler: bool = True,
     disconnect: Disconnect | None = None,
+    sender: Sender | None = None,
 ) -> ControlPlane:
     """Mount the control plane at `/api/v1` on `app`; it starts and stops with the app.
 
@@ -234,7 +236,7 @@ def setup_control(
     """
     config = config or ControlConfig()
     plane = ControlPlane(pool, store or SQLiteStore(config.db_path), config, clock,
-                         scheduler=scheduler, disconnect=disconnect)
+                         scheduler=scheduler, disconnect=disconnect, sender=sender)
 
     async def start(_: web.Application) -> None:
         await plane.start()
