@@ -134,6 +134,14 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             }
         )
 
+    async def frame_log(request: web.Request) -> web.Response:
+        """Render times of stamped frames (benchmarks on this machine only; needs --stamp)."""
+        instance = request.match_info["instance"]
+        if instance not in pool or not config.stamp:
+            raise web.HTTPNotFound(text="no stamped phone of that name")
+        log_ = getattr(pool.get(instance), "frame_log", None)
+        return web.json_response({"frames": list(log_ or ())})
+
     async def health(request: web.Request) -> web.Response:
         if request.query.get("reset") == "1":
             loop_lag.reset()
@@ -151,6 +159,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/phone/{instance}", player)
     app.router.add_get("/edge/instances", instances)
+    app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
     return app
