@@ -84,7 +84,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         else:
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
-    signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
+    signaling = SignalingServer(
+        node, authorizer, ice.for_session, config.announced(), config.low_latency
+    )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()
     app[LOOP_LAG] = loop_lag
@@ -139,8 +141,12 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         instance = request.match_info["instance"]
         if instance not in pool or not config.stamp:
             raise web.HTTPNotFound(text="no stamped phone of that name")
-        log_ = getattr(pool.get(instance), "frame_log", None)
-        return web.json_response({"frames": list(log_ or ())})
+        frames = [dict(entry) for entry in getattr(pool.get(instance), "frame_log", ())]
+        pipeline = node.pipelines.get(instance)
+        if pipeline is not None:
+            for entry in frames:
+                entry.update(pipeline.trace.get(int(entry["frameId"]), {}))
+        return web.json_response({"frames": frames})
 
     async def health(request: web.Request) -> web.Response:
         if request.query.get("reset") == "1":

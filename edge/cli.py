@@ -46,6 +46,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
+    p.add_argument(
+        "--no-low-latency",
+        dest="low_latency",
+        action="store_const",
+        const=False,
+        help="let browsers smooth playback instead of rendering frames on arrival",
+    )
     p.add_argument("--log-level")
 
 

@@ -23,6 +23,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
+from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
 from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
@@ -41,6 +42,8 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
+    # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
+    low_latency: bool = True
 
 
 def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
@@ -116,6 +119,9 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        if self.options.low_latency:
+            offer_playout_delay()
+            send_playout_delay(transceiver.sender, 0, 0)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
         self._open_channel("control", ordered=True).on("message", self._on_control_message)
