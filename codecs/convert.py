@@ -14,9 +14,7 @@ from __future__ import annotations
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
-
 from cloudphone.vm.guest import RawFrame
-
 
 BAND_CONTEXT_ROWS = 8
 BAND_BLOCK_ROWS = 32

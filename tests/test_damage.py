@@ -6,7 +6,6 @@ import random
 import time
 
 import numpy as np
-
 from cloudphone.codecs.convert import ColourConverter
 from cloudphone.vm.guest import NavEvent, RawFrame, TextEvent, TouchEvent, merge_damage
 from cloudphone.vm.simulated.ui import PhoneUI
