@@ -61,6 +61,11 @@ class SimulatedPhone(Guest):
         return "simulated"
 
     @property
+    def ui(self) -> PhoneUI | None:
+        """The phone's UI state, for inspection (owned by the render thread: read, never write)."""
+        return self._ui
+
+    @property
     def capabilities(self) -> Capabilities:
         return Capabilities(multitouch=True, max_pointers=10, text_input=True)
 
