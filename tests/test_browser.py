@@ -101,7 +101,7 @@ async def test_player_plays_phone_sized_video_with_live_stats(player: Player) ->
         timeout=10000,
     )
     overlay = await page.locator("#overlay").inner_text()
-    assert "fps" in overlay and "720×1280" in overlay
+    assert "fps" in overlay and "720\u00d71280" in overlay
     assert await page.locator("#overlay").is_visible()
 
 
