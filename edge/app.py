@@ -21,6 +21,7 @@ from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
 from cloudphone.vm.pool import GuestSpec, InstancePool
+from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def static_root() -> Path:
 def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
+    register_qemu(pool)
 
 
 def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
