@@ -118,6 +118,8 @@ class FakeAdbServer:
             await self._handle(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
+        except asyncio.CancelledError:
+            pass  # close(): asyncio's stream callback would log a cancelled handler as an error
         finally:
             self._tasks.discard(task)
             if writer not in self._trackers:

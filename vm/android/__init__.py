@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cloudphone.vm.guest import Guest
 from cloudphone.vm.pool import GuestSpec, InstancePool
 
 
@@ -9,7 +10,7 @@ def register(pool: InstancePool) -> None:
     """Make `GuestSpec(kind="android", options={...})` build an `AndroidGuest`."""
     from cloudphone.vm.android.guest import AndroidGuest
 
-    def factory(guest_id: str, spec: GuestSpec) -> AndroidGuest:
+    def factory(guest_id: str, spec: GuestSpec) -> Guest:
         if spec.options.get("mode") == "screenrecord":
             from cloudphone.vm.android.screenrecord import ScreenrecordGuest
 
