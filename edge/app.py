@@ -1,0 +1,141 @@
+"""Composition root: builds the aiohttp application from an `EdgeConfig`.
+
+It is the only place that knows every room: it registers guest kinds in the pool, creates the
+configured phones, starts the edge node, and mounts signaling, the H5 pages and small JSON
+endpoints. Everything is created on startup and released on cleanup, so tests can build and
+tear down any number of edges in one process.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
+from cloudphone.edge.config import EdgeConfig
+from cloudphone.edge.ice import configure_host_addresses
+from cloudphone.edge.node import EdgeNode
+from cloudphone.edge.pipeline import EncoderSettings
+from cloudphone.edge.signaling_server import SignalingServer
+from cloudphone.vm.pool import GuestSpec, InstancePool
+from cloudphone.vm.simulated import create_simulated_phone
+
+log = logging.getLogger(__name__)
+
+NODE = web.AppKey("node", EdgeNode)
+POOL = web.AppKey("pool", InstancePool)
+CONFIG = web.AppKey("config", EdgeConfig)
+SIGNALING = web.AppKey("signaling", SignalingServer)
+
+
+def static_root() -> Path:
+    return Path(str(importlib.resources.files("cloudphone.static"))) / "h5"
+
+
+def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
+    """Every guest kind this edge can host."""
+    pool.register_kind("simulated", create_simulated_phone)
+
+
+def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
+    """The phones to create at start: `instances` from the config file, else `phones` of
+    the default kind named phone-1..N."""
+    if config.instances:
+        out = []
+        for i, entry in enumerate(config.instances, 1):
+            entry = dict(entry)
+            guest_id = str(entry.pop("id", f"phone-{i}"))
+            size = str(entry.pop("size", config.size))
+            w, h = (int(v) for v in size.split("x"))
+            kind = str(entry.pop("kind", config.guest))
+            fps = int(entry.pop("fps", config.fps))
+            options = {"stamp": config.stamp, **entry}
+            out.append((guest_id, GuestSpec(kind, w, h, fps, options)))
+        return out
+    spec = GuestSpec(config.guest, config.width, config.height, config.fps, {"stamp": config.stamp})
+    return [(f"phone-{i}", spec) for i in range(1, config.phones + 1)]
+
+
+def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    pool = InstancePool()
+    register_guest_kinds(pool, config)
+    app[POOL] = pool
+    node = EdgeNode(
+        pool,
+        EncoderSettings(
+            fps=config.fps,
+            bitrate=config.bitrate,
+            min_bitrate=config.min_bitrate,
+            max_bitrate=config.max_bitrate,
+            keyframe_interval_s=config.keyframe_interval,
+        ),
+    )
+    app[NODE] = node
+    if authorizer is None:
+        if config.admin_token:
+            fallback = DevelopmentAuthorizer() if config.dev_mode else None
+            authorizer = AdminTokenAuthorizer(config.admin_token, fallback)
+        else:
+            authorizer = DevelopmentAuthorizer()
+    ice = config.ice()
+    signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
+    app[SIGNALING] = signaling
+
+    async def startup(app: web.Application) -> None:
+        configure_host_addresses(config.host_addresses())
+        await node.start()
+        for guest_id, spec in instance_specs(config):
+            await pool.create(guest_id, spec)
+
+    async def cleanup(app: web.Application) -> None:
+        await node.close()
+        await pool.close()
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+
+    root = static_root()
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        first = next(iter(pool), None)
+        if config.dev_mode and first is not None:
+            raise web.HTTPFound(f"/phone/{first.guest_id}")
+        return web.FileResponse(root / "index.html")
+
+    async def player(request: web.Request) -> web.StreamResponse:
+        if request.match_info["instance"] not in pool:
+            raise web.HTTPNotFound(text="no such phone")
+        return web.FileResponse(root / "player.html", headers={"Cache-Control": "no-store"})
+
+    async def instances(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "instances": [
+                    {
+                        "id": g.guest_id,
+                        "kind": g.kind,
+                        "state": str(g.state),
+                        "screen": g.screen.as_dict(),
+                        "capabilities": g.capabilities.as_dict(),
+                        "viewers": len(node.sessions_of(g.guest_id)),
+                    }
+                    for g in pool
+                ]
+            }
+        )
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "instances": len(pool), "sessions": len(node.sessions)})
+
+    app.router.add_get("/", index)
+    app.router.add_get("/ws", signaling.handle)
+    app.router.add_get("/phone/{instance}", player)
+    app.router.add_get("/edge/instances", instances)
+    app.router.add_get("/healthz", health)
+    app.router.add_static("/h5/", root, append_version=True)
+    return app

@@ -1,0 +1,279 @@
+"""One viewer's WebRTC session: the peer connection, its video track and its data channels.
+
+The edge is the offerer (it owns the tracks and codec choices). One handler per data channel,
+as Cuttlefish does: `input` (ordered) -> validated -> guest; `control` carries guest and session
+events to the page; `stats` sends server-side timings once a second. Closing is idempotent and
+releases everything the session holds (peer connection, track subscription, tasks, listeners):
+the leak test counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from cloudphone.edge.ice import announce, rtc_configuration
+from cloudphone.edge.input import InputError, parse_input
+from cloudphone.edge.pipeline import Pipeline
+from cloudphone.edge.rtcp_feedback import watch_feedback
+from cloudphone.edge.track import EncodedVideoTrack
+from cloudphone.signaling.ice_servers import IceServer
+from cloudphone.vm.guest import GuestEventName, GuestState, InputEvent, ScreenGeometry
+
+log = logging.getLogger(__name__)
+
+_MIME = {"h264": "video/H264", "vp8": "video/VP8"}
+STATS_INTERVAL_S = 1.0
+INPUT_QUEUE_LIMIT = 256
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    codec: str = "auto"  # "auto" | "h264" | "vp8"
+    ice_servers: tuple[IceServer, ...] = ()
+    announced_addresses: tuple[tuple[str, str], ...] = ()
+
+
+def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
+    """Codecs to offer, most preferred first. H.264 first for `auto`: it costs a third of VP8
+    to encode, and a passthrough guest already produces it."""
+    if choice in _MIME:
+        return [choice]
+    return ["h264", "vp8"]
+
+
+def negotiated_codec(answer_sdp: str) -> str | None:
+    """The codec the sender will use: aiortc takes the answer's first codec we offered."""
+    description = SessionDescription.parse(answer_sdp)
+    for media in description.media:
+        if media.kind != "video":
+            continue
+        for codec in media.rtp.codecs:
+            name = codec.mimeType.lower()
+            for key, mime in _MIME.items():
+                if name == mime.lower():
+                    return key
+    return None
+
+
+class PeerSession:
+    """A viewer of one guest. Create, `offer()`, then `accept_answer()`; `close()` at the end."""
+
+    def __init__(
+        self,
+        session_id: str,
+        pipeline: Pipeline,
+        role: str,
+        options: SessionOptions,
+        on_closed: Callable[[PeerSession, str], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.pipeline = pipeline
+        self.guest = pipeline.guest
+        self.role = role
+        self.options = options
+        self.created_at = time.monotonic()
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.inputs_applied = 0
+        self.inputs_rejected = 0
+        self._on_closed = on_closed
+        self._pc = RTCPeerConnection(rtc_configuration(options.ice_servers))
+        self._track = EncodedVideoTrack(pipeline)
+        self._channels: dict[str, RTCDataChannel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._input_queue: asyncio.Queue[InputEvent] = asyncio.Queue(INPUT_QUEUE_LIMIT)
+        self._closing = False
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection:
+        return self._pc
+
+    @property
+    def track(self) -> EncodedVideoTrack:
+        return self._track
+
+    @property
+    def codec(self) -> str | None:
+        return self._track.codec
+
+    async def offer(self) -> str:
+        """Build the offer: one send-only video transceiver with our codec order, 3 channels."""
+        pc = self._pc
+        transceiver = pc.addTransceiver(self._track, direction="sendonly")
+        wanted = codec_preferences(self.options.codec, self.pipeline.passthrough_codec)
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        preferred = [c for name in wanted for c in capabilities if c.mimeType == _MIME[name]]
+        preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
+        transceiver.setCodecPreferences(preferred)
+        watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+
+        self._open_channel("input", ordered=True).on("message", self._on_input_message)
+        self._open_channel("control", ordered=True).on("message", self._on_control_message)
+        self._open_channel("stats", ordered=False, maxRetransmits=0)
+
+        pc.on("connectionstatechange", self._on_connection_state)
+        self.guest.events.on(GuestEventName.STATE, self._on_guest_state)
+        self.pipeline.events.on("screen", self._on_screen)
+
+        await pc.setLocalDescription(await pc.createOffer())
+        self._spawn(self._apply_inputs(), "input")
+        self._spawn(self._send_stats(), "stats")
+        return announce(pc.localDescription.sdp, dict(self.options.announced_addresses))
+
+    async def accept_answer(self, sdp: str) -> str:
+        codec = negotiated_codec(sdp)
+        if codec is None:
+            raise ValueError("the answer accepts none of the offered video codecs")
+        self._track.select_codec(codec)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        log.info("session %s: %s viewer of %s, codec %s", self.session_id, self.role, self.guest.guest_id, codec)
+        return codec
+
+    async def add_remote_candidate(self, candidate: str, sdp_mid: str | None, index: int | None) -> None:
+        if not candidate:
+            await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+            return
+        text = candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
+        parsed = candidate_from_sdp(text)
+        if parsed.ip.endswith(".local"):
+            return  # an mDNS name: nothing here can resolve it
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = index
+        await self._pc.addIceCandidate(parsed)
+
+    def send_control(self, kind: str, **fields: object) -> None:
+        self._send("control", {"type": kind, **fields})
+
+    async def close(self, reason: str = "closed") -> None:
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.close_reason = reason
+        self.guest.events.remove_listener(GuestEventName.STATE, self._on_guest_state)
+        self.pipeline.events.remove_listener("screen", self._on_screen)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._track.stop()
+        try:
+            await self._pc.close()
+        except Exception:  # a half-built connection may fail to close; it is gone either way
+            log.exception("session %s: closing the peer connection failed", self.session_id)
+        self.closed.set()
+        log.info("session %s closed: %s", self.session_id, reason)
+        if self._on_closed is not None:
+            result = self._on_closed(self, reason)
+            if result is not None:
+                await result
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def _open_channel(self, label: str, **options: object) -> RTCDataChannel:
+        channel = self._pc.createDataChannel(label, **options)  # type: ignore[arg-type]
+        self._channels[label] = channel
+        return channel
+
+    def _send(self, label: str, payload: dict[str, object]) -> None:
+        channel = self._channels.get(label)
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps(payload, separators=(",", ":")))
+
+    def _on_input_message(self, raw: str | bytes) -> None:
+        if self.role == "viewer":
+            self.inputs_rejected += 1
+            self._send("input", {"type": "error", "code": "forbidden", "message": "viewers cannot send input"})
+            return
+        try:
+            event = parse_input(raw)
+        except InputError as exc:
+            self.inputs_rejected += 1
+            log.info("session %s: input refused (%s): %s", self.session_id, exc.code, exc.message)
+            self._send("input", {"type": "error", "code": exc.code, "message": exc.message})
+            return
+        try:
+            self._input_queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.inputs_rejected += 1
+            self._send("input", {"type": "error", "code": "overloaded", "message": "input queue full"})
+
+    def _on_control_message(self, raw: str | bytes) -> None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            self._send("control", {"type": "error", "code": "bad-json", "message": "not JSON"})
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "control/keyframe":
+            self.pipeline.request_keyframe(self.codec or "", urgent=False)
+        elif kind == "control/ping":
+            self._send("control", {"type": "control/pong", "t": data.get("t")})
+        else:
+            self._send("control", {"type": "error", "code": "unknown-type", "message": f"unknown control message {kind!r}"})
+
+    async def _apply_inputs(self) -> None:
+        while True:
+            event = await self._input_queue.get()
+            try:
+                await self.guest.send_input(event)
+                self.inputs_applied += 1
+            except Exception:
+                log.exception("session %s: guest refused input", self.session_id)
+
+    async def _send_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            stats = self.pipeline.stats()
+            stats.update(
+                type="stats",
+                session=self.session_id,
+                codec=self.codec,
+                packetsSent=self._track.packets_sent,
+                packetsDropped=self._track.packets_dropped,
+                inputsApplied=self.inputs_applied,
+                t=time.time(),
+            )
+            self._send("stats", stats)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_keyframe_request(self) -> None:
+        if self.codec:
+            self.pipeline.request_keyframe(self.codec)
+
+    def _on_bandwidth(self, bps: int) -> None:
+        if self.codec:
+            self.pipeline.report_bandwidth(self.codec, self._track, bps)
+
+    def _on_guest_state(self, state: GuestState) -> None:
+        name = "guest-restarting" if state == GuestState.RESTARTING else f"guest-{state}"
+        self.send_control("guest/state", state=str(state), event=name)
+
+    def _on_screen(self, screen: ScreenGeometry) -> None:
+        self.send_control("guest/screen", **screen.as_dict())
+
+    async def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        if state in ("failed", "closed") and not self._closing:
+            self._spawn(self.close(f"peer connection {state}"), "close")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[assignment]
+        task.set_name(f"session-{self.session_id}-{name}")
+        # close() cancels `_tasks`, so a task that runs close() itself is kept elsewhere.
+        bucket = _CLOSING if name == "close" else self._tasks
+        bucket.add(task)
+        task.add_done_callback(bucket.discard)

@@ -1,0 +1,94 @@
+"""The aiortc video track of one viewer: hands pipeline packets to `RTCRtpSender` as-is.
+
+aiortc only packetises an `av.Packet` returned from `recv()`, so one encode can feed many
+senders. The track subscribes to its pipeline only when aiortc first pulls from it (the
+connection is up and the codec negotiated), skips everything before the first keyframe, and
+when its viewer falls behind it drops the backlog and asks for a fresh keyframe instead of
+queueing latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket
+
+if TYPE_CHECKING:
+    from cloudphone.edge.pipeline import Pipeline
+
+TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+MAX_BACKLOG = 8
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+        self._codec: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue: asyncio.Queue[EncodedPacket | None] = asyncio.Queue()
+        self._subscribed: str | None = None
+        self._waiting_for_keyframe = True
+        self.packets_sent = 0
+        self.packets_dropped = 0
+        self.last_packet: EncodedPacket | None = None
+
+    @property
+    def codec(self) -> str | None:
+        return self._codec.result() if self._codec.done() else None
+
+    def select_codec(self, codec: str) -> None:
+        """Set once the answer says which codec the sender will use."""
+        if not self._codec.done():
+            self._codec.set_result(codec)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._subscribed is None:
+            codec = await self._codec
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._subscribed = codec
+            self._pipeline.subscribe(codec, self)
+        item = await self._queue.get()
+        if item is None:
+            raise MediaStreamError
+        packet = av.Packet(item.data)
+        packet.pts = item.pts
+        packet.dts = item.pts
+        packet.time_base = TIME_BASE
+        self.packets_sent += 1
+        self.last_packet = item
+        return packet
+
+    def deliver(self, item: EncodedPacket) -> None:
+        """Called by the pipeline on the event loop for every packet of our codec."""
+        if self._waiting_for_keyframe:
+            if not item.keyframe:
+                return
+            self._waiting_for_keyframe = False
+        if self._queue.qsize() >= MAX_BACKLOG:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self.packets_dropped += 1
+            self._waiting_for_keyframe = not item.keyframe
+            if self._waiting_for_keyframe:
+                self._pipeline.request_keyframe(item.codec)
+                return
+        self._queue.put_nowait(item)
+
+    def stop(self) -> None:
+        if self._subscribed is not None:
+            self._pipeline.unsubscribe(self._subscribed, self)
+            self._subscribed = None
+        if not self._codec.done():
+            self._codec.cancel()
+        self._queue.put_nowait(None)
+        super().stop()

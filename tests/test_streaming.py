@@ -1,0 +1,61 @@
+"""End to end with real aiortc peers over loopback: frames, input, fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cloudphone.vm.simulated.ui import Layout
+from tests.conftest import Edge, eventually
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_viewer_receives_phone_sized_frames(edge: Edge, codec: str) -> None:
+    client = await edge.viewer(codec=codec)
+    assert client.codec == codec
+    assert client.welcome["screen"] == {"width": 720, "height": 1280, "rotation": 0}
+    # The phone renders on change: drag a finger so that it has something to show.
+    client.touch("down", 0.1, 0.5)
+    for i in range(200):
+        if client.frames_received >= 30:
+            break
+        client.touch("move", 0.1 + (i % 80) / 100, 0.5 + (i % 7) / 100)
+        await asyncio.sleep(1 / 40)
+    assert client.frames_received >= 30
+    frame = await client.frames.get()
+    assert (frame.width, frame.height) == (720, 1280)
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_touch_reaches_phone_and_shows_in_stamp(edge: Edge, codec: str) -> None:
+    client = await edge.viewer(codec=codec)
+    await client.wait_for_frame(lambda f: f.stamp is not None)
+    seq = client.touch("down", 0.5, 0.5)
+    frame = await client.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq)
+    assert frame.stamp is not None and frame.stamp.input_seq == seq
+
+
+async def test_typed_text_changes_the_notes_app(edge: Edge) -> None:
+    client = await edge.viewer(codec="h264")
+    layout = Layout(720, 1280)
+    _, x0, y0, x1, y1 = next(r for r in layout.icon_rects() if r[0] == "Notes")
+    seq = client.tap((x0 + x1) / 2 / 720, (y0 + y1) / 2 / 1280)
+    opened = await client.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq)
+    # The notes page is light paper: its mean luma in the content area is high.
+    assert opened.luma[300:900].mean() > 180
+    before = opened.luma[150:400, 20:700].astype(int)
+    seq = client.type_text("hello cloud phone")
+    typed = await client.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq)
+    after = typed.luma[150:400, 20:700].astype(int)
+    assert abs(after - before).mean() > 1.0  # dark glyphs appeared on the paper
+
+
+async def test_two_viewers_share_one_encoder(edge: Edge) -> None:
+    first = await edge.viewer(codec="h264")
+    second = await edge.viewer(codec="h264")
+    pipeline = edge.node.pipeline("phone-1")
+    await eventually(lambda: first.frames_received >= 5 and second.frames_received >= 5)
+    assert pipeline.active_encoders == 1
+    assert pipeline.encoders_created == 1
+    assert pipeline.viewers == 2
