@@ -20,6 +20,7 @@ from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
+from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
 from cloudphone.vm.simulated import create_simulated_phone
 
@@ -38,6 +39,7 @@ def static_root() -> Path:
 def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
+    register_android(pool)
 
 
 def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:

@@ -13,6 +13,9 @@ from typing import Any, Literal
 from cloudphone.vm.android.adb import DEFAULT_ADDRESS
 from cloudphone.vm.android.scrcpy_protocol import ServerVersion
 
+# Keys the edge puts into every guest's options; meaningless for a real device.
+_EDGE_WIDE = frozenset({"stamp"})
+
 
 @dataclass(frozen=True, slots=True)
 class AndroidOptions:
@@ -37,6 +40,7 @@ class AndroidOptions:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> AndroidOptions:
         known = {f.name for f in fields(cls)}
+        options = {k: v for k, v in options.items() if k not in _EDGE_WIDE}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"unknown android options: {sorted(unknown)}")
