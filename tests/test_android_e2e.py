@@ -112,6 +112,18 @@ async def test_passthrough_rotation_and_input(android: AndroidEdge) -> None:
     assert pipeline.encoders_created == 0
 
 
+async def test_viewers_joining_together_all_get_a_keyframe(android: AndroidEdge) -> None:
+    await android.phone("droid-many")
+    first = await android.edge.viewer("droid-many", codec="h264")
+    second, third = await asyncio.gather(
+        android.edge.viewer("droid-many", codec="h264"),
+        android.edge.viewer("droid-many", codec="h264"),
+    )
+    await eventually(lambda: min(c.frames_received for c in (first, second, third)) >= 5, timeout=8)
+    pipeline = android.edge.node.pipeline("droid-many")
+    assert pipeline.viewers == 3 and pipeline.encoders_created == 0
+
+
 async def test_pli_from_the_viewer_sends_reset_video(android: AndroidEdge) -> None:
     phone = await android.phone("droid-pli")
     client = await android.edge.viewer("droid-pli", codec="h264")

@@ -16,8 +16,11 @@ import asyncio
 import contextlib
 import struct
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from cloudphone.codecs import EncoderConfig, create_encoder
@@ -41,6 +44,7 @@ from cloudphone.vm.guest import RawFrame
 from tests.fakes.adb_server import FakeAdbServer, FakeDevice
 
 FAKE_JAR_MAGIC = b"FAKE-SCRCPY-SERVER "
+T = TypeVar("T")
 
 
 def fake_server_jar(version: str) -> bytes:
@@ -177,6 +181,9 @@ class FakeScrcpyDevice:
         self._stop = asyncio.Event()
         self.running = asyncio.Event()
         self.received_event = asyncio.Event()
+        # One thread owns the encoder: a cancelled task must not let close() run in another
+        # thread while an encode() is still inside libx264.
+        self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="fake-phone")
         device.files.setdefault("/system/bin/app_process", b"")
         device.on_shell("CLASSPATH=", self._run_server)
 
@@ -184,6 +191,9 @@ class FakeScrcpyDevice:
     def size(self) -> tuple[int, int]:
         w, h = self.natural
         return (h, w) if self.rotation % 180 else (w, h)
+
+    async def _in_encoder_thread(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._encoder_thread, fn, *args)
 
     # ---------------------------------------------------------------- scripted events
 
@@ -320,7 +330,7 @@ class FakeScrcpyDevice:
             try:
                 await self._capture_session(video, encoder, width, height)
             finally:
-                await asyncio.to_thread(encoder.close)
+                await self._in_encoder_thread(encoder.close)
 
     async def _capture_session(
         self, video: asyncio.StreamWriter, encoder: VideoEncoder, width: int, height: int
@@ -338,7 +348,7 @@ class FakeScrcpyDevice:
                 return
             frame = RawFrame(make_picture(width, height, index), "yuv420p", time.monotonic())
             pts_us = int((time.monotonic() - start) * 1e6)
-            packets = await asyncio.to_thread(encoder.encode, frame, index, index == 0)
+            packets = await self._in_encoder_thread(encoder.encode, frame, index, index == 0)
             for packet in packets:
                 data = packet.data
                 if packet.keyframe:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from cloudphone.codecs import EncoderConfig, create_encoder
 from cloudphone.vm.android import annexb
@@ -31,6 +32,7 @@ class FakeScreenrecordDevice:
         self.inputs: list[str] = []
         self.recordings: list[str] = []
         self.input_event = asyncio.Event()
+        self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="fake-screenrecord")
         device.on_shell("wm size", self._wm_size)
         device.on_shell("dumpsys input", self._dumpsys_input)
         device.on_shell("screenrecord", self._screenrecord)
@@ -63,12 +65,16 @@ class FakeScreenrecordDevice:
         assert m and limit and "--output-format=h264" in cmd and cmd.endswith(" -")
         width, height = int(m.group(1)), int(m.group(2))
         encoder = create_encoder(EncoderConfig("h264", width, height, self.fps))
+        loop = asyncio.get_running_loop()
         start = time.monotonic()
         index = 0
         try:
             while time.monotonic() - start < int(limit.group(1)):
                 frame = RawFrame(make_picture(width, height, index), "yuv420p", time.monotonic())
-                for packet in await asyncio.to_thread(encoder.encode, frame, index, index == 0):
+                packets = await loop.run_in_executor(
+                    self._encoder_thread, encoder.encode, frame, index, index == 0
+                )
+                for packet in packets:
                     data = packet.data
                     if index and packet.keyframe:  # MediaCodec: parameter sets only once
                         _, data = annexb.split_parameter_sets(data)
@@ -79,6 +85,6 @@ class FakeScreenrecordDevice:
         except (ConnectionError, OSError):
             pass
         finally:
-            await asyncio.to_thread(encoder.close)
+            await loop.run_in_executor(self._encoder_thread, encoder.close)
             with contextlib.suppress(Exception):
                 w.close()

@@ -70,6 +70,8 @@ class AndroidGuest(Guest):
         self._stopping = False
         self._natural_portrait: bool | None = None
         self._last_reset = 0.0
+        self._reset_pending: asyncio.TimerHandle | None = None
+        self._awaiting_keyframe = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -112,6 +114,9 @@ class AndroidGuest(Guest):
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._reset_pending is not None:
+            self._reset_pending.cancel()
+            self._reset_pending = None
         task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()
@@ -193,6 +198,8 @@ class AndroidGuest(Guest):
 
     def _on_packet(self, packet: VideoPacket) -> None:
         self.packets_in += 1
+        if packet.keyframe:
+            self._awaiting_keyframe = False
         screen = self._screen
         self._push_encoded(
             EncodedChunk(
@@ -217,15 +224,26 @@ class AndroidGuest(Guest):
         if running is not loop:
             loop.call_soon_threadsafe(self.request_keyframe)
             return
-        now = time.monotonic()
         conn = self._conn
-        if (
-            conn is None
-            or not conn.can_control
-            or now - self._last_reset < self.options.keyframe_min_interval_s
-        ):
+        if conn is None or not conn.can_control or self._reset_pending is not None:
+            return  # a keyframe is already on its way
+        if self._awaiting_keyframe and time.monotonic() - self._last_reset < 1.0:
+            return  # the IDR of the last RESET_VIDEO has not come yet: it serves this one too
+        wait = self._last_reset + self.options.keyframe_min_interval_s - time.monotonic()
+        if wait > 0:
+            # Too soon after the last RESET_VIDEO (which restarts the encoder): coalesce, but
+            # never drop: a viewer joining right after another one still needs its keyframe.
+            self._reset_pending = loop.call_later(wait, self._send_reset)
             return
-        self._last_reset = now
+        self._send_reset()
+
+    def _send_reset(self) -> None:
+        self._reset_pending = None
+        conn = self._conn
+        if conn is None or not conn.can_control:
+            return
+        self._last_reset = time.monotonic()
+        self._awaiting_keyframe = True
         self.keyframe_requests += 1
         conn.send(control.reset_video())
 
