@@ -27,7 +27,7 @@ sysdeps:
 ## The whole suite, inside a private network namespace with only loopback when we may make one.
 test: venv sysdeps
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 	@bash scripts/in-loopback-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -35,7 +35,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 
 bench: venv
 	$(BIN)/python -m benchmarks.stream

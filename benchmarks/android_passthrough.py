@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import append_results_row, results_dir, save_json
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-TABLE = ROOT / "benchmarks" / "RESULTS.md"
 
 
 # ---------------------------------------------------------------- device process
@@ -248,25 +248,23 @@ def main(argv: list[str] | None = None) -> None:
     width, height = (int(v) for v in args.size.split("x"))
     counts = [int(v) for v in args.viewers.split(",") if v]
     result = asyncio.run(run(counts, args.window, width, height, args.fps))
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"android_passthrough-{stamp}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = results_dir() / f"android_passthrough-{stamp}.json"
+    save_json(out, result)
     first, last = (
         result["latency_packet_in_to_first_rtp_ms"],
         result["latency_packet_in_to_last_rtp_ms"],
     )
-    if not TABLE.exists():
-        TABLE.write_text("# Benchmark results\n\n")
-    with TABLE.open("a") as fh:
-        fh.write(
-            f"| {result['date'][:10]} | android_passthrough"
-            f" | {width}x{height}@{args.fps}, viewers {args.viewers}"
-            f" | edge CPU {result['edge_cpu_percent_no_viewer']}% idle-stream +"
-            f" {result['edge_cpu_percent_per_viewer']}%/viewer, {result['edge_encodes']} encodes"
-            f" | packet in->first RTP p50 {first['p50']} ms p95 {first['p95']} ms;"
-            f" ->last RTP p50 {last['p50']} ms p95 {last['p95']} ms | {out.name} |\n"
-        )
+    append_results_row(
+        "android_passthrough",
+        f"{width}x{height}@{args.fps} H.264 from a fake scrcpy-server, viewers {args.viewers}",
+        f"edge CPU {result['edge_cpu_percent_no_viewer']} % streaming with no viewer +"
+        f" {result['edge_cpu_percent_per_viewer']} %/viewer (median),"
+        f" {result['edge_encodes']} edge encodes; packet in -> first RTP p50/p95/p99"
+        f" {first['p50']}/{first['p95']}/{first['p99']} ms, -> last RTP"
+        f" {last['p50']}/{last['p95']}/{last['p99']} ms",
+        f"results/{out.name}",
+    )
     print(json.dumps(result, indent=2))
 
 

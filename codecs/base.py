@@ -64,7 +64,9 @@ class VideoEncoder(abc.ABC):
         self.keyframes_encoded = 0
 
     @abc.abstractmethod
-    def encode(self, frame: RawFrame, pts: int, force_keyframe: bool = False) -> list[EncodedPacket]:
+    def encode(
+        self, frame: RawFrame, pts: int, force_keyframe: bool = False
+    ) -> list[EncodedPacket]:
         """Encode one picture (converting and scaling as needed) and return its packets."""
 
     @abc.abstractmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
-
 from cloudphone.vm.guest import RawFrame
 
 

@@ -16,9 +16,8 @@ import time
 from fractions import Fraction
 
 import av
-from av.codec.context import CodecContext
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
-
 from cloudphone.codecs.base import (
     VIDEO_CLOCK_RATE,
     EncodedPacket,
@@ -49,9 +48,10 @@ class FFmpegVideoEncoder(VideoEncoder):
     def _options(self, bitrate: int) -> dict[str, str]:
         """Codec private options for a given target bitrate."""
 
-    def _open(self, bitrate: int) -> CodecContext:
+    def _open(self, bitrate: int) -> VideoCodecContext:
         try:
             context = av.CodecContext.create(self.ffmpeg_codec, "w")
+            assert isinstance(context, VideoCodecContext)
         except (av.FFmpegError, ValueError) as exc:  # pragma: no cover - depends on the wheel
             raise EncoderUnavailable(f"{self.ffmpeg_codec} is not available: {exc}") from exc
         cfg = self.config
@@ -113,7 +113,7 @@ class FFmpegVideoEncoder(VideoEncoder):
         _drain(self._context)
 
 
-def _drain(context: CodecContext) -> None:
+def _drain(context: VideoCodecContext) -> None:
     """Flush a context so FFmpeg frees it cleanly (a dropped, unflushed context can hang)."""
     try:
         for _ in context.encode(None):

@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
-
 from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
 from cloudphone.edge.config import EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
+from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
@@ -30,6 +30,7 @@ NODE = web.AppKey("node", EdgeNode)
 POOL = web.AppKey("pool", InstancePool)
 CONFIG = web.AppKey("config", EdgeConfig)
 SIGNALING = web.AppKey("signaling", SignalingServer)
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
 
 def static_root() -> Path:
@@ -87,9 +88,12 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     ice = config.ice()
     signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
     app[SIGNALING] = signaling
+    loop_lag = LoopLagMonitor()
+    app[LOOP_LAG] = loop_lag
 
     async def startup(app: web.Application) -> None:
         configure_host_addresses(config.host_addresses())
+        loop_lag.start()
         await node.start()
         for guest_id, spec in instance_specs(config):
             await pool.create(guest_id, spec)
@@ -97,6 +101,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     async def cleanup(app: web.Application) -> None:
         await node.close()
         await pool.close()
+        await loop_lag.stop()
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
@@ -131,13 +136,32 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             }
         )
 
+    async def frame_log(request: web.Request) -> web.Response:
+        """Render times of stamped frames (benchmarks on this machine only; needs --stamp)."""
+        instance = request.match_info["instance"]
+        if instance not in pool or not config.stamp:
+            raise web.HTTPNotFound(text="no stamped phone of that name")
+        log_ = getattr(pool.get(instance), "frame_log", None)
+        return web.json_response({"frames": list(log_ or ())})
+
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "instances": len(pool), "sessions": len(node.sessions)})
+        if request.query.get("reset") == "1":
+            loop_lag.reset()
+        return web.json_response(
+            {
+                "ok": True,
+                "instances": len(pool),
+                "sessions": len(node.sessions),
+                "loopLag": loop_lag.summary(),
+                "pipelines": {i: p.stats() for i, p in node.pipelines.items()},
+            }
+        )
 
     app.router.add_get("/", index)
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/phone/{instance}", player)
     app.router.add_get("/edge/instances", instances)
+    app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
     return app

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
-
 from cloudphone.edge.app import NODE, create_app
 from cloudphone.edge.config import ConfigError, EdgeConfig, load_config
 
@@ -31,11 +30,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--bitrate", type=int)
     p.add_argument("--min-bitrate", type=int)
     p.add_argument("--max-bitrate", type=int)
-    p.add_argument("--ice-server", action="append", dest="ice_servers", help="stun:/turn: URL (repeatable)")
-    p.add_argument("--turn-url", action="append", dest="turn_urls", help="TURN URL with REST credentials")
+    p.add_argument(
+        "--ice-server", action="append", dest="ice_servers", help="stun:/turn: URL (repeatable)"
+    )
+    p.add_argument(
+        "--turn-url", action="append", dest="turn_urls", help="TURN URL with REST credentials"
+    )
     p.add_argument("--turn-secret")
-    p.add_argument("--ice-host-address", action="append", dest="ice_host_addresses",
-                   help="address to gather ICE host candidates on ('auto' = all interfaces)")
+    p.add_argument(
+        "--ice-host-address",
+        action="append",
+        dest="ice_host_addresses",
+        help="address to gather ICE host candidates on ('auto' = all interfaces)",
+    )
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)

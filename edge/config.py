@@ -50,7 +50,9 @@ class EdgeConfig:
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
     log_level: str = "info"
-    instances: list[dict[str, Any]] = field(default_factory=list)  # per-instance overrides (file only)
+    instances: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per-instance overrides (file only)
 
     @property
     def width(self) -> int:
@@ -97,7 +99,10 @@ class EdgeConfig:
             if not self.turn_secret:
                 raise ConfigError("turn_urls needs turn_secret (coturn static-auth-secret)")
             turn = TurnRestConfig(tuple(self.turn_urls), self.turn_secret, self.turn_ttl)
-        servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        try:
+            servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        except ValueError as exc:
+            raise ConfigError(f"ice_servers: {exc}") from None
         return IceConfig(servers, turn)
 
     def validate(self) -> EdgeConfig:
@@ -137,7 +142,9 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
                 return [v.strip() for v in value.split(",") if v.strip()]
             return list(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}") from None
+        raise ConfigError(
+            f"{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}"
+        ) from None
     return value
 
 

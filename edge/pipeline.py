@@ -18,12 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pyee.asyncio import AsyncIOEventEmitter
-
 from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket, EncoderConfig, create_encoder
 from cloudphone.codecs.worker import EncoderWorker
 from cloudphone.edge.bitrate import BitrateController
 from cloudphone.vm.guest import EncodedChunk, Guest, RawFrame, ScreenGeometry
+from pyee.asyncio import AsyncIOEventEmitter
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +234,15 @@ class Pipeline:
             if not self._closed:
                 self.push_frame(frame)
             return
-        log.info("%s: screen %dx%d -> %dx%d", self.guest.guest_id, *self._size, frame.width, frame.height)
+        log.info(
+            "%s: screen %dx%d -> %dx%d", self.guest.guest_id, *self._size, frame.width, frame.height
+        )
         self._size = (frame.width, frame.height)
         for stream in self._streams.values():
             if stream.worker is not None:
                 self._retire(stream.worker)
-                stream.worker = None
                 self._start_encoder(stream)
-                stream.worker.request_keyframe()  # type: ignore[union-attr]
+                stream.worker.request_keyframe()
         self._announce_screen()
         self.push_frame(frame)
 

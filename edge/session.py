@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
-
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
@@ -138,12 +137,20 @@ class PeerSession:
             raise ValueError("the answer accepts none of the offered video codecs")
         self._track.select_codec(codec)
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        log.info("session %s: %s viewer of %s, codec %s", self.session_id, self.role, self.guest.guest_id, codec)
+        log.info(
+            "session %s: %s viewer of %s, codec %s",
+            self.session_id,
+            self.role,
+            self.guest.guest_id,
+            codec,
+        )
         return codec
 
-    async def add_remote_candidate(self, candidate: str, sdp_mid: str | None, index: int | None) -> None:
+    async def add_remote_candidate(
+        self, candidate: str, sdp_mid: str | None, index: int | None
+    ) -> None:
         if not candidate:
-            await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+            await self._pc.addIceCandidate(None)
             return
         text = candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
         parsed = candidate_from_sdp(text)
@@ -197,7 +204,10 @@ class PeerSession:
     def _on_input_message(self, raw: str | bytes) -> None:
         if self.role == "viewer":
             self.inputs_rejected += 1
-            self._send("input", {"type": "error", "code": "forbidden", "message": "viewers cannot send input"})
+            self._send(
+                "input",
+                {"type": "error", "code": "forbidden", "message": "viewers cannot send input"},
+            )
             return
         try:
             event = parse_input(raw)
@@ -210,7 +220,9 @@ class PeerSession:
             self._input_queue.put_nowait(event)
         except asyncio.QueueFull:
             self.inputs_rejected += 1
-            self._send("input", {"type": "error", "code": "overloaded", "message": "input queue full"})
+            self._send(
+                "input", {"type": "error", "code": "overloaded", "message": "input queue full"}
+            )
 
     def _on_control_message(self, raw: str | bytes) -> None:
         try:
@@ -226,7 +238,14 @@ class PeerSession:
         elif kind == "control/ping":
             self._send("control", {"type": "control/pong", "t": data.get("t")})
         else:
-            self._send("control", {"type": "error", "code": "unknown-type", "message": f"unknown control message {kind!r}"})
+            self._send(
+                "control",
+                {
+                    "type": "error",
+                    "code": "unknown-type",
+                    "message": f"unknown control message {kind!r}",
+                },
+            )
 
     async def _apply_inputs(self) -> None:
         while True:
@@ -286,7 +305,7 @@ class PeerSession:
             self._spawn(self.close(f"peer connection {state}"), "close")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[assignment]
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         task.set_name(f"session-{self.session_id}-{name}")
         # close() cancels `_tasks`, so a task that runs close() itself is kept elsewhere.
         bucket = _CLOSING if name == "close" else self._tasks

@@ -233,7 +233,7 @@ class Guest(abc.ABC):
 
     @abc.abstractmethod
     async def send_input(self, event: InputEvent) -> None:
-        """Apply one validated input event. Dropped with a log line when the guest is not running."""
+        """Apply one validated input event (dropped, with a log line, unless running)."""
 
     def request_keyframe(self) -> None:
         """Ask a self-encoding guest for a keyframe now. Raw-frame guests need not act."""

@@ -43,6 +43,9 @@ class SimulatedPhone(Guest):
         self.stamp = stamp
         self.frames_rendered = 0
         self.render_ms = 0.0
+        # (stamped frame counter, wall time rendered): lets a benchmark on this machine line up
+        # the browser's display time of a frame with when it was drawn.
+        self.frame_log: collections.deque[tuple[int, float]] = collections.deque(maxlen=8192)
         self._ui: PhoneUI | None = None
         self._pending: collections.deque[InputEvent] = collections.deque()
         self._input_seq = 0
@@ -124,6 +127,8 @@ class SimulatedPhone(Guest):
             ui.apply(event)
             self._input_seq = max(self._input_seq, event.seq)
         image = ui.render(self._input_seq, self.frames_rendered, self.stamp)
+        if self.stamp:
+            self.frame_log.append((self.frames_rendered & 0xFFFF, time.time()))
         self.frames_rendered += 1
         self.render_ms = (time.perf_counter() - started) * 1000.0
         self._push_frame(RawFrame(image, "rgb24", time.monotonic(), self._input_seq))

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from cloudphone.vm.guest import InputEvent, KeyEvent, NavEvent, TextEvent, TouchEvent
 from cloudphone.vm.simulated.canvas import (
     Colour,
@@ -388,16 +387,31 @@ class PhoneUI:
     def _draw_recents(self, frame: np.ndarray) -> None:
         lay = self.layout
         fill(frame, 0, lay.content_top, lay.width, lay.content_bottom, (40, 44, 56))
-        blit(frame, text_sprite("Recent apps", lay.u(36), WHITE), lay.u(28), lay.content_top + lay.u(30))
+        blit(
+            frame,
+            text_sprite("Recent apps", lay.u(36), WHITE),
+            lay.u(28),
+            lay.content_top + lay.u(30),
+        )
         colours = dict(APPS)
         for i, name in enumerate(self.recents):
             top, bottom = self._recent_card_y(i)
             if bottom > lay.content_bottom:
                 break
-            blit(frame, rounded_sprite(lay.width - lay.u(56), bottom - top, lay.u(20), colours[name]), lay.u(28), top)
+            blit(
+                frame,
+                rounded_sprite(lay.width - lay.u(56), bottom - top, lay.u(20), colours[name]),
+                lay.u(28),
+                top,
+            )
             blit(frame, text_sprite(name, lay.u(36), WHITE), lay.u(60), top + lay.u(40))
         if not self.recents:
-            blit(frame, text_sprite("No recent apps", lay.u(30), GREY), lay.u(28), lay.content_top + lay.u(110))
+            blit(
+                frame,
+                text_sprite("No recent apps", lay.u(30), GREY),
+                lay.u(28),
+                lay.content_top + lay.u(110),
+            )
 
     def _draw_status_bar(self, frame: np.ndarray) -> None:
         clock = time.strftime("%H:%M")
@@ -414,7 +428,12 @@ class PhoneUI:
         y = (lay.status_h - sprite.shape[0]) // 2
         blit(frame, sprite, lay.u(24), y)
         right = text_sprite("5G  100%", lay.u(22), WHITE)
-        blit(frame, right, lay.width - right.shape[1] - lay.u(24), (lay.status_h - right.shape[0]) // 2)
+        blit(
+            frame,
+            right,
+            lay.width - right.shape[1] - lay.u(24),
+            (lay.status_h - right.shape[0]) // 2,
+        )
 
     def _draw_nav_bar(self, frame: np.ndarray) -> None:
         frame[self.layout.content_bottom :] = self._nav_bar
