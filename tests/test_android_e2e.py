@@ -184,3 +184,29 @@ async def test_unknown_codec_fails_creation_and_spares_the_others(android: Andro
     assert "droid-odd" not in android.edge.pool
     viewer = await android.edge.viewer("droid-ok", codec="h264")
     await eventually(lambda: viewer.frames_received >= 5)
+
+
+async def test_vp8_viewer_is_transcoded_visibly(android: AndroidEdge) -> None:
+    phone = await android.phone("droid-vp8")
+    h264 = await android.edge.viewer("droid-vp8", codec="h264")
+    vp8 = await android.edge.viewer("droid-vp8", codec="vp8")
+    assert vp8.codec == "vp8"
+    pipeline = android.edge.node.pipeline("droid-vp8")
+    await eventually(lambda: vp8.frames_received >= 5 and h264.frames_received >= 5)
+    frame = await vp8.frames.get()
+    assert (frame.width, frame.height) == (320, 640)
+    streams = pipeline.stats()["streams"]
+    assert isinstance(streams, dict)
+    assert streams["vp8"]["transcoding"] is True  # the slow path says so
+    assert streams["h264"]["transcoding"] is False  # the H.264 viewer still gets the phone's own
+    assert pipeline.encoders_created == 1 and pipeline.active_encoders == 1
+
+    phone.rotate()  # the transcoding encoder follows the new size
+    turned = await vp8.wait_for_frame(lambda f: f.width == 640)
+    assert (turned.width, turned.height) == (640, 320)
+
+    await vp8.close()
+    android.edge.clients.remove(vp8)
+    await eventually(lambda: pipeline.active_encoders == 0)
+    n = h264.frames_received
+    await eventually(lambda: h264.frames_received >= n + 5)
