@@ -210,3 +210,49 @@ async def test_vp8_viewer_is_transcoded_visibly(android: AndroidEdge) -> None:
     await eventually(lambda: pipeline.active_encoders == 0)
     n = h264.frames_received
     await eventually(lambda: h264.frames_received >= n + 5)
+
+
+async def test_discovery_attaches_configured_devices_as_they_appear(tmp_path: Path) -> None:
+    from cloudphone.vm.android import register
+    from cloudphone.vm.android.discovery import AndroidDiscovery, guest_id_for
+    from cloudphone.vm.pool import InstancePool
+
+    adb = await FakeAdbServer().start()
+    pool = InstancePool()
+    register(pool)
+    template = {k: v for k, v in add_phone(adb, tmp_path, "rack-01")[1].items() if k != "serial"}
+    discovery = AndroidDiscovery(pool, template, serials={"rack-01", "rack-02"})
+    try:
+        discovery.start()
+        await eventually(lambda: guest_id_for("rack-01") in pool)
+        add_phone(adb, tmp_path, "unlisted")  # not configured: left alone
+        add_phone(adb, tmp_path, "rack-02")  # plugged in later
+        await eventually(lambda: guest_id_for("rack-02") in pool)
+        await eventually(lambda: all(g.state == GuestState.RUNNING for g in pool))
+        assert sorted(g.guest_id for g in pool) == ["android-rack-01", "android-rack-02"]
+        assert guest_id_for("192.168.1.7:5555") == "android-192.168.1.7-5555"
+    finally:
+        await discovery.close()
+        await pool.close()
+        await adb.close()
+
+
+async def test_android_instance_from_the_edge_config(
+    make_edge: EdgeFactory, tmp_path: Path
+) -> None:
+    adb = await FakeAdbServer().start()
+    try:
+        _, options = add_phone(adb, tmp_path, "cfg-serial")
+        # What a `[[instances]]` table in the TOML config becomes; the edge adds `stamp`.
+        edge = await make_edge(
+            phones=0, stamp=True, instances=[{"id": "cfg-phone", "kind": "android", **options}]
+        )
+        viewer = await edge.viewer("cfg-phone", codec="h264")
+        await eventually(lambda: viewer.frames_received >= 5)
+        assert edge.pool.get("cfg-phone").kind == "android"
+        assert edge.node.pipeline("cfg-phone").encoders_created == 0
+        await viewer.close()
+        edge.clients.remove(viewer)
+        await edge.pool.close()
+    finally:
+        await adb.close()
