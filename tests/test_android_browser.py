@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cloudphone.vm.pool import GuestSpec
 
 from benchmarks.browser import launch, unavailable_reason
-from cloudphone.vm.pool import GuestSpec
 from tests.conftest import EdgeFactory
 from tests.fakes.adb_server import FakeAdbServer
 from tests.fakes.scrcpy_device import add_phone
