@@ -44,5 +44,8 @@ typecheck: venv
 bench: venv
 	$(BIN)/python -m benchmarks.stream
 
+bench-android: venv
+	$(BIN)/python -m benchmarks.android_passthrough $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,7 @@ from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
+from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
 from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
@@ -41,6 +42,7 @@ def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
     register_qemu(pool)
+    register_android(pool)
 
 
 def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:

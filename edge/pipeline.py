@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket, EncoderConfig, create_encoder
+from cloudphone.codecs.decoder import StreamDecoder
 from cloudphone.codecs.worker import EncoderWorker
 from cloudphone.edge.bitrate import BitrateController
 from cloudphone.vm.guest import EncodedChunk, Guest, RawFrame, ScreenGeometry
@@ -81,6 +82,7 @@ class Pipeline:
         # frame id -> wall-clock times of its trip through the edge (benchmarks read this).
         self.trace: collections.OrderedDict[int, dict[str, float | str]] = collections.OrderedDict()
         self._wall_offset = time.time() - time.monotonic()
+        self._decoder: StreamDecoder | None = None  # passthrough guest + another codec's viewer
         guest.attach(self)
 
     # -- FrameSink: called from the guest's threads ------------------------------------------
@@ -96,6 +98,9 @@ class Pipeline:
                 worker.submit(frame)
 
     def push_encoded(self, chunk: EncodedChunk) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            decoder.submit(chunk)
         self._loop.call_soon_threadsafe(self._on_chunk, chunk)
 
     # -- subscriptions (event loop) ----------------------------------------------------------
@@ -135,6 +140,8 @@ class Pipeline:
             del self._streams[codec]
             if stream.worker is not None:
                 self._retire(stream.worker)
+            if self._decoder is not None and not self.active_encoders:
+                self._stop_decoder()
 
     def request_keyframe(self, codec: str, *, urgent: bool = False) -> None:
         stream = self._streams.get(codec)
@@ -176,6 +183,16 @@ class Pipeline:
             keyframe_interval_s=s.keyframe_interval_s,
         )
         encoder = create_encoder(config)
+        if self.passthrough_codec is not None and self._decoder is None:
+            log.warning(
+                "%s: transcoding %s -> %s for a viewer that cannot take the guest's own stream",
+                self.guest.guest_id, self.passthrough_codec, stream.codec,
+            )  # fmt: skip
+            self._decoder = StreamDecoder(
+                self.passthrough_codec,
+                lambda frame: self._loop.call_soon_threadsafe(self._push_transcoded, frame),
+                name=f"decoder-{self.guest.guest_id}",
+            )
 
         def on_packets(packets: list[EncodedPacket], codec: str = stream.codec) -> None:
             self._loop.call_soon_threadsafe(self._publish, codec, packets)
@@ -267,6 +284,28 @@ class Pipeline:
         self._announce_screen()
         self.push_frame(frame)
 
+    def _push_transcoded(self, frame: RawFrame) -> None:
+        """A decoded picture of a passthrough guest, for the encoders of other codecs."""
+        for stream in list(self._streams.values()):
+            worker = stream.worker
+            if worker is None:
+                continue
+            config = worker.encoder.config
+            if (config.width, config.height) != (frame.width, frame.height):  # rotated
+                self._retire(worker)
+                self._start_encoder(stream)
+                assert stream.worker is not None
+                worker = stream.worker
+                worker.request_keyframe()
+            worker.submit(frame)
+
+    def _stop_decoder(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            task = self._loop.create_task(asyncio.to_thread(decoder.stop))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
     def _announce_screen(self) -> None:
         width, height = self._size
         screen = ScreenGeometry(width, height, self.guest.screen.rotation)
@@ -297,7 +336,7 @@ class Pipeline:
                 "bytesOut": stream.bytes_out,
                 "keyframes": stream.keyframes_out,
                 "pipelineLatencyMs": round(stream.last_latency_ms, 2),
-                "transcoding": False,
+                "transcoding": stream.worker is not None and self.passthrough_codec is not None,
             }
             if stream.worker is not None:
                 st = stream.worker.stats
@@ -321,5 +360,6 @@ class Pipeline:
             if stream.worker is not None:
                 self._retire(stream.worker)
         self._streams.clear()
+        self._stop_decoder()
         if self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)

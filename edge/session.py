@@ -129,6 +129,7 @@ class PeerSession:
 
         pc.on("connectionstatechange", self._on_connection_state)
         self.guest.events.on(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.on("screen", self._on_screen)
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -175,6 +176,7 @@ class PeerSession:
         self._closing = True
         self.close_reason = reason
         self.guest.events.remove_listener(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.remove_listener(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.remove_listener("screen", self._on_screen)
         for task in list(self._tasks):
             task.cancel()
@@ -237,6 +239,8 @@ class PeerSession:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "control/keyframe":
             self.pipeline.request_keyframe(self.codec or "", urgent=False)
+        elif kind == "control/clipboard":
+            self._spawn(self._set_guest_clipboard(data.get("text")), "clipboard")
         elif kind == "control/ping":
             self._send("control", {"type": "control/pong", "t": data.get("t")})
         else:
@@ -286,6 +290,17 @@ class PeerSession:
     def _on_guest_state(self, state: GuestState) -> None:
         name = "guest-restarting" if state == GuestState.RESTARTING else f"guest-{state}"
         self.send_control("guest/state", state=str(state), event=name)
+
+    def _on_guest_clipboard(self, text: str) -> None:
+        if self.role != "viewer":  # a viewer does not read the owner's clipboard
+            self.send_control("guest/clipboard", text=text)
+
+    async def _set_guest_clipboard(self, text: object) -> None:
+        setter = getattr(self.guest, "set_clipboard", None)
+        ok = False
+        if self.role != "viewer" and isinstance(text, str) and callable(setter):
+            ok = bool(await setter(text))
+        self.send_control("control/clipboard-ack", ok=ok)
 
     def _on_screen(self, screen: ScreenGeometry) -> None:
         self.send_control("guest/screen", **screen.as_dict())
