@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench clean
+.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ run: venv
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
+## The QEMU recipe guest (Debian kernel + busybox initramfs), cached in .cache/qemu-image.
+qemu-image: venv
+	-$(BIN)/python -m cloudphone.vm.qemu.image
+
 ## The whole suite, inside a private network namespace with only loopback when we may make one.
-test: venv sysdeps
+test: venv sysdeps qemu-image
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 	@bash scripts/in-loopback-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -35,10 +39,13 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 
 bench: venv
 	$(BIN)/python -m benchmarks.stream
+
+bench-android: venv
+	$(BIN)/python -m benchmarks.android_passthrough $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

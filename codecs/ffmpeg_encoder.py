@@ -16,9 +16,8 @@ import time
 from fractions import Fraction
 
 import av
-from av.codec.context import CodecContext
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
-
 from cloudphone.codecs.base import (
     VIDEO_CLOCK_RATE,
     EncodedPacket,
@@ -49,9 +48,10 @@ class FFmpegVideoEncoder(VideoEncoder):
     def _options(self, bitrate: int) -> dict[str, str]:
         """Codec private options for a given target bitrate."""
 
-    def _open(self, bitrate: int) -> CodecContext:
+    def _open(self, bitrate: int) -> VideoCodecContext:
         try:
             context = av.CodecContext.create(self.ffmpeg_codec, "w")
+            assert isinstance(context, VideoCodecContext)
         except (av.FFmpegError, ValueError) as exc:  # pragma: no cover - depends on the wheel
             raise EncoderUnavailable(f"{self.ffmpeg_codec} is not available: {exc}") from exc
         cfg = self.config
@@ -75,6 +75,7 @@ class FFmpegVideoEncoder(VideoEncoder):
     def encode(
         self, frame: RawFrame, pts: int, force_keyframe: bool = False
     ) -> list[EncodedPacket]:
+        started = time.monotonic()
         if self._pending_bitrate is not None:
             self._reopen(self._pending_bitrate)
             force_keyframe = True
@@ -94,6 +95,8 @@ class FFmpegVideoEncoder(VideoEncoder):
                 captured_at=frame.captured_at,
                 encoded_at=time.monotonic(),
                 input_seq=frame.input_seq,
+                frame_id=frame.frame_id,
+                encode_started_at=started,
             )
             for packet in self._context.encode(video)
         ]
@@ -113,7 +116,7 @@ class FFmpegVideoEncoder(VideoEncoder):
         _drain(self._context)
 
 
-def _drain(context: CodecContext) -> None:
+def _drain(context: VideoCodecContext) -> None:
     """Flush a context so FFmpeg frees it cleanly (a dropped, unflushed context can hang)."""
     try:
         for _ in context.encode(None):

@@ -13,14 +13,16 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
-
 from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
 from cloudphone.edge.config import EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
+from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
+from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
+from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ NODE = web.AppKey("node", EdgeNode)
 POOL = web.AppKey("pool", InstancePool)
 CONFIG = web.AppKey("config", EdgeConfig)
 SIGNALING = web.AppKey("signaling", SignalingServer)
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
 
 def static_root() -> Path:
@@ -38,6 +41,8 @@ def static_root() -> Path:
 def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
+    register_qemu(pool)
+    register_android(pool)
 
 
 def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
@@ -83,11 +88,16 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         else:
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
-    signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
+    signaling = SignalingServer(
+        node, authorizer, ice.for_session, config.announced(), config.low_latency
+    )
     app[SIGNALING] = signaling
+    loop_lag = LoopLagMonitor()
+    app[LOOP_LAG] = loop_lag
 
     async def startup(app: web.Application) -> None:
         configure_host_addresses(config.host_addresses())
+        loop_lag.start()
         await node.start()
         for guest_id, spec in instance_specs(config):
             await pool.create(guest_id, spec)
@@ -95,6 +105,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     async def cleanup(app: web.Application) -> None:
         await node.close()
         await pool.close()
+        await loop_lag.stop()
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
@@ -129,13 +140,36 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             }
         )
 
+    async def frame_log(request: web.Request) -> web.Response:
+        """Render times of stamped frames (benchmarks on this machine only; needs --stamp)."""
+        instance = request.match_info["instance"]
+        if instance not in pool or not config.stamp:
+            raise web.HTTPNotFound(text="no stamped phone of that name")
+        frames = [dict(entry) for entry in getattr(pool.get(instance), "frame_log", ())]
+        pipeline = node.pipelines.get(instance)
+        if pipeline is not None:
+            for entry in frames:
+                entry.update(pipeline.trace.get(int(entry["frameId"]), {}))
+        return web.json_response({"frames": frames})
+
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "instances": len(pool), "sessions": len(node.sessions)})
+        if request.query.get("reset") == "1":
+            loop_lag.reset()
+        return web.json_response(
+            {
+                "ok": True,
+                "instances": len(pool),
+                "sessions": len(node.sessions),
+                "loopLag": loop_lag.summary(),
+                "pipelines": {i: p.stats() for i, p in node.pipelines.items()},
+            }
+        )
 
     app.router.add_get("/", index)
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/phone/{instance}", player)
     app.router.add_get("/edge/instances", instances)
+    app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
     if config.control_db:

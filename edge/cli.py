@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
-
 from cloudphone.edge.app import NODE, create_app
 from cloudphone.edge.config import ConfigError, EdgeConfig, load_config
 from cloudphone.edge.control.cli import add_admin_parser
@@ -27,20 +26,35 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--size", help="screen size WxH, e.g. 720x1280")
     p.add_argument("--fps", type=int)
     p.add_argument("--codec", choices=("auto", "h264", "vp8"))
-    p.add_argument("--guest", help="guest kind of the phones (simulated)")
+    p.add_argument("--guest", help="guest kind of the phones (simulated, qemu)")
     p.add_argument("--stamp", action="store_const", const=True, help="draw the latency probe")
     p.add_argument("--bitrate", type=int)
     p.add_argument("--min-bitrate", type=int)
     p.add_argument("--max-bitrate", type=int)
-    p.add_argument("--ice-server", action="append", dest="ice_servers", help="stun:/turn: URL (repeatable)")
-    p.add_argument("--turn-url", action="append", dest="turn_urls", help="TURN URL with REST credentials")
+    p.add_argument(
+        "--ice-server", action="append", dest="ice_servers", help="stun:/turn: URL (repeatable)"
+    )
+    p.add_argument(
+        "--turn-url", action="append", dest="turn_urls", help="TURN URL with REST credentials"
+    )
     p.add_argument("--turn-secret")
-    p.add_argument("--ice-host-address", action="append", dest="ice_host_addresses",
-                   help="address to gather ICE host candidates on ('auto' = all interfaces)")
+    p.add_argument(
+        "--ice-host-address",
+        action="append",
+        dest="ice_host_addresses",
+        help="address to gather ICE host candidates on ('auto' = all interfaces)",
+    )
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
+    p.add_argument(
+        "--no-low-latency",
+        dest="low_latency",
+        action="store_const",
+        const=False,
+        help="let browsers smooth playback instead of rendering frames on arrival",
+    )
     p.add_argument("--log-level")
 
 

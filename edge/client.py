@@ -25,7 +25,6 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
-
 from cloudphone.vm.stamp import Stamp, read_stamp
 
 
@@ -56,7 +55,11 @@ class PhoneClient:
         self.frames: asyncio.Queue[ReceivedFrame] = asyncio.Queue(maxsize=600)
         self.frames_received = 0
         self.channels: dict[str, RTCDataChannel] = {}
-        self.channel_messages: dict[str, list[dict[str, Any]]] = {"input": [], "control": [], "stats": []}
+        self.channel_messages: dict[str, list[dict[str, Any]]] = {
+            "input": [],
+            "control": [],
+            "stats": [],
+        }
         self.signaling_messages: list[dict[str, Any]] = []
         self.closed_reason: str | None = None
         self._channels_open = asyncio.Event()
@@ -78,7 +81,9 @@ class PhoneClient:
     ) -> PhoneClient:
         client = cls()
         try:
-            await asyncio.wait_for(client._connect(http, ws_url, instance, role, codec, token), timeout)
+            await asyncio.wait_for(
+                client._connect(http, ws_url, instance, role, codec, token), timeout
+            )
         except BaseException:
             await client.close()
             raise
@@ -94,7 +99,13 @@ class PhoneClient:
         token: str | None,
     ) -> None:
         self.ws = await http.ws_connect(ws_url)
-        hello: dict[str, Any] = {"v": 1, "type": "hello", "instance": instance, "role": role, "codec": codec}
+        hello: dict[str, Any] = {
+            "v": 1,
+            "type": "hello",
+            "instance": instance,
+            "role": role,
+            "codec": codec,
+        }
         if token is not None:
             hello["token"] = token
         await self.ws.send_str(json.dumps(hello))
@@ -134,13 +145,15 @@ class PhoneClient:
         while True:
             msg = await self.ws.receive()
             if msg.type != aiohttp.WSMsgType.TEXT:
-                raise SignalingError("closed", f"websocket closed ({self.ws.close_code}) waiting for {kind}")
+                raise SignalingError(
+                    "closed", f"websocket closed ({self.ws.close_code}) waiting for {kind}"
+                )
             data = json.loads(msg.data)
             self.signaling_messages.append(data)
             if data.get("type") == "error":
                 raise SignalingError(data.get("code", "?"), data.get("message", ""))
             if data.get("type") == kind:
-                return data  # type: ignore[no-any-return]
+                return data
 
     async def _read_signaling(self) -> None:
         assert self.ws is not None
@@ -160,7 +173,9 @@ class PhoneClient:
             assert isinstance(frame, av.VideoFrame)
             received = time.monotonic()
             plane = frame.planes[0]
-            luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+            luma = np.frombuffer(memoryview(plane), np.uint8).reshape(
+                frame.height, plane.line_size
+            )[:, : frame.width]
             item = ReceivedFrame(frame.width, frame.height, luma.copy(), received, read_stamp(luma))
             self.frames_received += 1
             if self.on_frame is not None:

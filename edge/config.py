@@ -47,11 +47,14 @@ class EdgeConfig:
     ice_host_addresses: list[str] = field(default_factory=list)
     # "local=public" pairs for a 1:1 NAT.
     ice_announce: list[str] = field(default_factory=list)
+    low_latency: bool = True  # RTP playout-delay 0/0: browsers render frames on arrival
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
     control_db: str = ""  # SQLite file of the control plane (/api/v1); empty: no control plane
     log_level: str = "info"
-    instances: list[dict[str, Any]] = field(default_factory=list)  # per-instance overrides (file only)
+    instances: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per-instance overrides (file only)
 
     @property
     def width(self) -> int:
@@ -98,7 +101,10 @@ class EdgeConfig:
             if not self.turn_secret:
                 raise ConfigError("turn_urls needs turn_secret (coturn static-auth-secret)")
             turn = TurnRestConfig(tuple(self.turn_urls), self.turn_secret, self.turn_ttl)
-        servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        try:
+            servers: tuple[IceServer, ...] = parse_ice_urls(self.ice_servers)
+        except ValueError as exc:
+            raise ConfigError(f"ice_servers: {exc}") from None
         return IceConfig(servers, turn)
 
     def validate(self) -> EdgeConfig:
@@ -138,7 +144,9 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
                 return [v.strip() for v in value.split(",") if v.strip()]
             return list(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}") from None
+        raise ConfigError(
+            f"{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}"
+        ) from None
     return value
 
 

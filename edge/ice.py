@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
-
 from cloudphone.signaling.ice_servers import IceServer
 
-_ORIGINAL_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+_ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
 _configured: tuple[str, ...] | None = None
 
 

@@ -75,6 +75,8 @@ class EdgeNode:
         self.pool.events.remove_listener("added", self._on_guest_added)
         self.pool.events.remove_listener("removed", self._on_guest_removed)
         sessions = list(self.sessions.values())
-        await asyncio.gather(*(s.close("edge shutting down") for s in sessions), return_exceptions=True)
+        await asyncio.gather(
+            *(s.close("edge shutting down") for s in sessions), return_exceptions=True
+        )
         pipelines, self.pipelines = list(self.pipelines.values()), {}
         await asyncio.gather(*(p.close() for p in pipelines), return_exceptions=True)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
-
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
+from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
 from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
@@ -42,6 +42,8 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
+    # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
+    low_latency: bool = True
 
 
 def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
@@ -117,6 +119,9 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        if self.options.low_latency:
+            offer_playout_delay()
+            send_playout_delay(transceiver.sender, 0, 0)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
         self._open_channel("control", ordered=True).on("message", self._on_control_message)
@@ -124,6 +129,7 @@ class PeerSession:
 
         pc.on("connectionstatechange", self._on_connection_state)
         self.guest.events.on(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.on("screen", self._on_screen)
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -137,12 +143,20 @@ class PeerSession:
             raise ValueError("the answer accepts none of the offered video codecs")
         self._track.select_codec(codec)
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        log.info("session %s: %s viewer of %s, codec %s", self.session_id, self.role, self.guest.guest_id, codec)
+        log.info(
+            "session %s: %s viewer of %s, codec %s",
+            self.session_id,
+            self.role,
+            self.guest.guest_id,
+            codec,
+        )
         return codec
 
-    async def add_remote_candidate(self, candidate: str, sdp_mid: str | None, index: int | None) -> None:
+    async def add_remote_candidate(
+        self, candidate: str, sdp_mid: str | None, index: int | None
+    ) -> None:
         if not candidate:
-            await self._pc.addIceCandidate(None)  # type: ignore[arg-type]
+            await self._pc.addIceCandidate(None)
             return
         text = candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate
         parsed = candidate_from_sdp(text)
@@ -162,6 +176,7 @@ class PeerSession:
         self._closing = True
         self.close_reason = reason
         self.guest.events.remove_listener(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.remove_listener(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.remove_listener("screen", self._on_screen)
         for task in list(self._tasks):
             task.cancel()
@@ -195,7 +210,10 @@ class PeerSession:
     def _on_input_message(self, raw: str | bytes) -> None:
         if self.role == "viewer":
             self.inputs_rejected += 1
-            self._send("input", {"type": "error", "code": "forbidden", "message": "viewers cannot send input"})
+            self._send(
+                "input",
+                {"type": "error", "code": "forbidden", "message": "viewers cannot send input"},
+            )
             return
         try:
             event = parse_input(raw)
@@ -208,7 +226,9 @@ class PeerSession:
             self._input_queue.put_nowait(event)
         except asyncio.QueueFull:
             self.inputs_rejected += 1
-            self._send("input", {"type": "error", "code": "overloaded", "message": "input queue full"})
+            self._send(
+                "input", {"type": "error", "code": "overloaded", "message": "input queue full"}
+            )
 
     def _on_control_message(self, raw: str | bytes) -> None:
         try:
@@ -219,10 +239,19 @@ class PeerSession:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "control/keyframe":
             self.pipeline.request_keyframe(self.codec or "", urgent=False)
+        elif kind == "control/clipboard":
+            self._spawn(self._set_guest_clipboard(data.get("text")), "clipboard")
         elif kind == "control/ping":
             self._send("control", {"type": "control/pong", "t": data.get("t")})
         else:
-            self._send("control", {"type": "error", "code": "unknown-type", "message": f"unknown control message {kind!r}"})
+            self._send(
+                "control",
+                {
+                    "type": "error",
+                    "code": "unknown-type",
+                    "message": f"unknown control message {kind!r}",
+                },
+            )
 
     async def _apply_inputs(self) -> None:
         while True:
@@ -262,6 +291,17 @@ class PeerSession:
         name = "guest-restarting" if state == GuestState.RESTARTING else f"guest-{state}"
         self.send_control("guest/state", state=str(state), event=name)
 
+    def _on_guest_clipboard(self, text: str) -> None:
+        if self.role != "viewer":  # a viewer does not read the owner's clipboard
+            self.send_control("guest/clipboard", text=text)
+
+    async def _set_guest_clipboard(self, text: object) -> None:
+        setter = getattr(self.guest, "set_clipboard", None)
+        ok = False
+        if self.role != "viewer" and isinstance(text, str) and callable(setter):
+            ok = bool(await setter(text))
+        self.send_control("control/clipboard-ack", ok=ok)
+
     def _on_screen(self, screen: ScreenGeometry) -> None:
         self.send_control("guest/screen", **screen.as_dict())
 
@@ -271,7 +311,7 @@ class PeerSession:
             self._spawn(self.close(f"peer connection {state}"), "close")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[assignment]
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         task.set_name(f"session-{self.session_id}-{name}")
         # close() cancels `_tasks`, so a task that runs close() itself is kept elsewhere.
         bucket = _CLOSING if name == "close" else self._tasks

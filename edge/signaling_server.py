@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
-
 from cloudphone.edge.auth import AccessDenied, Authorizer
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.session import PeerSession, SessionOptions
@@ -46,7 +45,9 @@ class SignalingServer:
         authorizer: Authorizer,
         ice_servers_for: Callable[[str], list[IceServer]],
         announced_addresses: dict[str, str] | None = None,
+        low_latency: bool = True,
     ) -> None:
+        self.low_latency = low_latency
         self.node = node
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
@@ -73,6 +74,7 @@ class _Connection:
         self.peer = peer
         self.session: PeerSession | None = None
         self.answered = False
+        self._timeout_task: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         try:
@@ -127,10 +129,14 @@ class _Connection:
             return False
         if hello.instance not in server.node.pipelines:
             log.info("signaling %s: unknown instance %r", self.peer, hello.instance)
-            await self._fail(ErrorCode.UNKNOWN_INSTANCE, f"no phone {hello.instance!r} here", CloseCode.NOT_FOUND)
+            await self._fail(
+                ErrorCode.UNKNOWN_INSTANCE, f"no phone {hello.instance!r} here", CloseCode.NOT_FOUND
+            )
             return False
         ice_servers = server.ice_servers_for(principal.name)
-        options = SessionOptions(hello.codec, tuple(ice_servers), server.announced)
+        options = SessionOptions(
+            hello.codec, tuple(ice_servers), server.announced, server.low_latency
+        )
         session = await server.node.open_session(hello.instance, principal.role, options)
         self.session = session
         guest = session.guest
@@ -141,7 +147,11 @@ class _Connection:
                 session=session.session_id,
                 role=principal.role,
                 iceServers=[s.as_dict() for s in ice_servers],
-                screen={"width": session.pipeline.size[0], "height": session.pipeline.size[1], "rotation": guest.screen.rotation},
+                screen={
+                    "width": session.pipeline.size[0],
+                    "height": session.pipeline.size[1],
+                    "rotation": guest.screen.rotation,
+                },
                 capabilities=guest.capabilities.as_dict(),
                 guestState=str(guest.state),
             )
@@ -153,13 +163,19 @@ class _Connection:
         assert self.session is not None
         receiver = asyncio.create_task(self._receive_loop())
         ended = asyncio.create_task(self.session.closed.wait())
-        answer_deadline = asyncio.get_running_loop().call_later(ANSWER_TIMEOUT_S, self._answer_timeout)
+        answer_deadline = asyncio.get_running_loop().call_later(
+            ANSWER_TIMEOUT_S, self._answer_timeout
+        )
         try:
             done, _ = await asyncio.wait({receiver, ended}, return_when=asyncio.FIRST_COMPLETED)
             if ended in done and not self.ws.closed:
                 reason = self.session.close_reason
                 await self.ws.send_str(message("bye", reason=reason))
-                code = CloseCode.RELEASED if "releas" in reason or "delet" in reason else CloseCode.NORMAL
+                code = (
+                    CloseCode.RELEASED
+                    if "releas" in reason or "delet" in reason
+                    else CloseCode.NORMAL
+                )
                 await self.ws.close(code=code, message=reason[:120].encode())
         finally:
             answer_deadline.cancel()
@@ -170,7 +186,9 @@ class _Connection:
 
     def _answer_timeout(self) -> None:
         if not self.answered and not self.ws.closed:
-            asyncio.ensure_future(self._fail(ErrorCode.TIMEOUT, "no answer within 30 s", CloseCode.TIMEOUT))
+            self._timeout_task = asyncio.ensure_future(
+                self._fail(ErrorCode.TIMEOUT, "no answer within 30 s", CloseCode.TIMEOUT)
+            )
 
     async def _receive_loop(self) -> None:
         session = self.session
@@ -204,7 +222,9 @@ class _Connection:
                 self.answered = True
             elif isinstance(parsed, Candidate):
                 try:
-                    await session.add_remote_candidate(parsed.candidate, parsed.sdp_mid, parsed.sdp_mline_index)
+                    await session.add_remote_candidate(
+                        parsed.candidate, parsed.sdp_mid, parsed.sdp_mline_index
+                    )
                 except (ValueError, IndexError, KeyError) as exc:
                     await self._send_error(ErrorCode.BAD_MESSAGE, f"candidate refused: {exc}")
 
@@ -212,7 +232,9 @@ class _Connection:
         """Report a bad frame; returns False when the connection must end."""
         log.info("signaling %s: %s: %s", self.peer, exc.code, exc.message)
         if exc.fatal:
-            close = CloseCode.TOO_LARGE if exc.code == ErrorCode.TOO_LARGE else CloseCode.PROTOCOL_ERROR
+            close = (
+                CloseCode.TOO_LARGE if exc.code == ErrorCode.TOO_LARGE else CloseCode.PROTOCOL_ERROR
+            )
             await self._fail(exc.code, exc.message, close)
             return False
         await self._send_error(exc.code, exc.message)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-
 from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         if not self._codec.done():
             self._codec.set_result(codec)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._subscribed is None:
@@ -66,6 +65,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         packet.time_base = TIME_BASE
         self.packets_sent += 1
         self.last_packet = item
+        self._pipeline.note_sent(item)
         return packet
 
     def deliver(self, item: EncodedPacket) -> None:

@@ -97,7 +97,11 @@ _SCHEMAS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...
     "answer": ({"sdp": (str,)}, {}),
     "candidate": (
         {"candidate": (str,)},
-        {"sdpMid": (str, type(None)), "sdpMLineIndex": (int, type(None)), "usernameFragment": (str, type(None))},
+        {
+            "sdpMid": (str, type(None)),
+            "sdpMLineIndex": (int, type(None)),
+            "usernameFragment": (str, type(None)),
+        },
     ),
     "bye": ({}, {"reason": (str,)}),
 }
@@ -107,7 +111,9 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     """Decode and validate one client frame; raises `ProtocolError` with a precise reason."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}", fatal=True
+            ErrorCode.TOO_LARGE,
+            f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}",
+            fatal=True,
         )
     try:
         data = json.loads(raw)
@@ -118,7 +124,9 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     version = data.get("v", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION or isinstance(version, bool):
         raise ProtocolError(
-            ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version!r} not supported; use 1", fatal=True
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {version!r} not supported; use 1",
+            fatal=True,
         )
     kind = data.get("type")
     if not isinstance(kind, str):
@@ -134,7 +142,9 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"role must be one of {', '.join(ROLES)}")
         codec = data.get("codec", "auto")
         if codec not in CODEC_CHOICES:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"codec must be one of {', '.join(CODEC_CHOICES)}")
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE, f"codec must be one of {', '.join(CODEC_CHOICES)}"
+            )
         instance = data["instance"]
         if not instance or len(instance) > 128:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "instance must be 1..128 characters")

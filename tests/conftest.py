@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-
 from cloudphone.edge.app import NODE, POOL, create_app
 from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.config import EdgeConfig, load_config
@@ -82,7 +81,9 @@ async def edge(make_edge: EdgeFactory) -> Edge:
     return await make_edge()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
+async def eventually(
+    check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05
+) -> None:
     """Wait until `check()` holds; fail with a clear message otherwise."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from cloudphone.edge.input import InputError, parse_input, to_guest_coordinates
 from cloudphone.signaling.protocol import (
     MAX_MESSAGE_BYTES,
@@ -20,14 +17,20 @@ from cloudphone.signaling.protocol import (
     parse_client_message,
 )
 from cloudphone.vm.guest import KeyEvent, NavEvent, TextEvent, TouchEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_valid_client_messages() -> None:
     assert parse_client_message('{"v":1,"type":"hello","instance":"phone-1"}') == Hello("phone-1")
-    hello = parse_client_message('{"type":"hello","instance":"p","role":"viewer","token":"t","codec":"vp8"}')
+    hello = parse_client_message(
+        '{"type":"hello","instance":"p","role":"viewer","token":"t","codec":"vp8"}'
+    )
     assert hello == Hello("p", "viewer", "t", "vp8")
     assert parse_client_message('{"type":"answer","sdp":"v=0\\r\\n"}') == Answer("v=0\r\n")
-    cand = parse_client_message('{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host","sdpMid":"0","sdpMLineIndex":0}')
+    cand = parse_client_message(
+        '{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host","sdpMid":"0","sdpMLineIndex":0}'
+    )
     assert isinstance(cand, Candidate) and cand.sdp_mid == "0"
     assert parse_client_message('{"type":"bye"}') == Bye()
 
@@ -68,7 +71,13 @@ def test_oversize_message_is_fatal() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(), st.binary(), st.dictionaries(st.text(), st.none() | st.integers() | st.text()).map(json.dumps)))
+@given(
+    st.one_of(
+        st.text(),
+        st.binary(),
+        st.dictionaries(st.text(), st.none() | st.integers() | st.text()).map(json.dumps),
+    )
+)
 def test_fuzzed_signaling_never_crashes(raw: str | bytes) -> None:
     try:
         parse_client_message(raw)
@@ -77,8 +86,12 @@ def test_fuzzed_signaling_never_crashes(raw: str | bytes) -> None:
 
 
 def test_valid_input_messages() -> None:
-    assert parse_input('{"type":"touch","a":"down","id":3,"x":0.25,"y":1,"p":0.5,"seq":7}') == TouchEvent("down", 3, 0.25, 1.0, 0.5, 7)
-    assert parse_input('{"type":"key","a":"press","code":"KeyA","shift":true}') == KeyEvent("press", "KeyA", True, 0)
+    assert parse_input(
+        '{"type":"touch","a":"down","id":3,"x":0.25,"y":1,"p":0.5,"seq":7}'
+    ) == TouchEvent("down", 3, 0.25, 1.0, 0.5, 7)
+    assert parse_input('{"type":"key","a":"press","code":"KeyA","shift":true}') == KeyEvent(
+        "press", "KeyA", True, 0
+    )
     assert parse_input('{"type":"text","s":"héllo"}') == TextEvent("héllo")
     assert parse_input('{"type":"nav","k":"recents","seq":2}') == NavEvent("recents", 2)
 

@@ -10,20 +10,26 @@ import threading
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
-
 from cloudphone.edge import signaling_server
+
 from tests.conftest import Edge, EdgeFactory, eventually
 
 
 async def _recv(ws: aiohttp.ClientWebSocketResponse) -> dict:
     msg = await asyncio.wait_for(ws.receive(), 10)
-    assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg.type} ({ws.close_code})"
+    assert msg.type == aiohttp.WSMsgType.TEXT, (
+        f"expected a text frame, got {msg.type} ({ws.close_code})"
+    )
     return json.loads(msg.data)
 
 
 async def _closed(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     msg = await asyncio.wait_for(ws.receive(), 10)
-    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert msg.type in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.CLOSING,
+    )
     return ws.close_code
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from cloudphone.vm.simulated.ui import Layout
+
 from tests.conftest import Edge, eventually
 
 

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyee.asyncio import AsyncIOEventEmitter
-
 from cloudphone.vm.guest import Guest, GuestError, GuestState
+from pyee.asyncio import AsyncIOEventEmitter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,10 @@ class UnknownGuest(KeyError):
 
 
 class InstancePool:
-    """Creates, starts, stops and removes guests; emits `added` (Guest) and `removed` (id, reason)."""
+    """Creates, starts, stops and removes guests.
+
+    Emits `added` (Guest) and `removed` (guest id, reason).
+    """
 
     def __init__(self) -> None:
         self.events = AsyncIOEventEmitter()
@@ -81,7 +83,9 @@ class InstancePool:
                 raise GuestError(f"guest {guest_id!r} already exists")
             factory = self._factories.get(spec.kind)
             if factory is None:
-                raise GuestError(f"unknown guest kind {spec.kind!r}; have {sorted(self._factories)}")
+                raise GuestError(
+                    f"unknown guest kind {spec.kind!r}; have {sorted(self._factories)}"
+                )
             guest = factory(guest_id, spec)
             self._guests[guest_id] = guest
             self._specs[guest_id] = spec
@@ -109,7 +113,7 @@ class InstancePool:
         await self.start(guest_id)
 
     async def remove(self, guest_id: str, *, reason: str = "released") -> None:
-        """Stop the guest, forget it, and tell listeners (viewers are disconnected with `reason`)."""
+        """Stop the guest, forget it, and tell listeners (viewers are told `reason`)."""
         guest = self._guests.get(guest_id)
         if guest is None:
             raise UnknownGuest(guest_id)

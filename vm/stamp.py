@@ -64,9 +64,7 @@ def read_stamp(image: np.ndarray) -> Stamp | None:
     row = image[y]
     if row.ndim == 2:
         row = row[:, :3].mean(axis=1)
-    bits = [
-        1 if float(row[int((i + 0.5) * width / BLOCKS)]) > 127 else 0 for i in range(BLOCKS)
-    ]
+    bits = [1 if float(row[int((i + 0.5) * width / BLOCKS)]) > 127 else 0 for i in range(BLOCKS)]
     if bits[:2] != [1, 0] or bits[-2:] != [0, 1]:
         return None
     seq = int("".join(map(str, bits[2:18])), 2)

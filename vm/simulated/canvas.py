@@ -35,9 +35,9 @@ def text_sprite(text: str, size: int, colour: Colour) -> np.ndarray:
     """RGBA sprite of one line of text (cached: text is the expensive part of a frame)."""
     f = font(size)
     left, top, right, bottom = f.getbbox(text or " ")
-    width, height = max(1, right - left + 2), max(1, bottom - top + 2)
+    width, height = int(max(1, right - left + 2)), int(max(1, bottom - top + 2))
     image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    ImageDraw.Draw(image).text((-left + 1, -top + 1), text, font=f, fill=(*colour, 255))
+    ImageDraw.Draw(image).text((1 - left, 1 - top), text, font=f, fill=(*colour, 255))
     return np.array(image)
 
 
@@ -67,8 +67,7 @@ def blit(dst: np.ndarray, sprite: np.ndarray, x: int, y: int) -> None:
     alpha = part[:, :, 3:4].astype(np.uint16)
     region = dst[y0:y1, x0:x1]
     region[:] = (
-        (part[:, :, :3].astype(np.uint16) * alpha + region.astype(np.uint16) * (255 - alpha))
-        // 255
+        (part[:, :, :3].astype(np.uint16) * alpha + region.astype(np.uint16) * (255 - alpha)) // 255
     ).astype(np.uint8)
 
 

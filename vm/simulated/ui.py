@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from cloudphone.vm.guest import InputEvent, KeyEvent, NavEvent, TextEvent, TouchEvent
 from cloudphone.vm.simulated.canvas import (
     Colour,
@@ -23,7 +22,7 @@ from cloudphone.vm.simulated.canvas import (
     stroke,
     text_sprite,
 )
-from cloudphone.vm.stamp import draw_stamp
+from cloudphone.vm.stamp import draw_stamp, strip_height
 
 BACKGROUND: Colour = (18, 22, 33)
 BAR: Colour = (8, 10, 16)
@@ -139,6 +138,8 @@ class TouchApp:
     canvas: np.ndarray = field(init=False)
     fingers: dict[int, tuple[int, int]] = field(default_factory=dict)
     strokes: int = 0
+    # Row bands changed since the last frame; None means everything.
+    damage: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         self.clear()
@@ -149,10 +150,21 @@ class TouchApp:
         self.canvas[:] = (12, 14, 20)
         self.fingers.clear()
         self.strokes = 0
+        self.damage = None
+
+    def _damage_rows(self, y0: int, y1: int) -> None:
+        if self.damage is not None:
+            self.damage.append((y0, y1))
 
     def touch(self, event: TouchEvent, x: int, y: int) -> None:
         colour = FINGER_COLOURS[event.pointer_id % len(FINGER_COLOURS)]
         radius = self.layout.u(9)
+        ring = self.layout.u(34) + 2
+        top = self.layout.content_top
+        self._damage_rows(top, top + self.layout.u(70))  # the counters in the label
+        previous = self.fingers.get(event.pointer_id)
+        low, high = (y, y) if previous is None else (min(previous[1], y), max(previous[1], y))
+        self._damage_rows(low - ring, high + ring + 1)
         if event.action == "down":
             self.fingers[event.pointer_id] = (x, y)
             self.strokes += 1
@@ -264,6 +276,9 @@ class PhoneUI:
         self._status_clock = ""
         self._status_bar = np.empty((0, width, 3), np.uint8)
         self._nav_bar = self._paint_nav_bar()
+        self._last_view: tuple[object, ...] | None = None
+        #: Row bands that differ from the previous render (None: the whole screen).
+        self.last_damage: tuple[tuple[int, int], ...] | None = None
 
     # -- input -----------------------------------------------------------------------------
 
@@ -361,8 +376,31 @@ class PhoneUI:
         top = self.layout.content_top + self.layout.u(100) + index * self.layout.u(150)
         return top, top + self.layout.u(130)
 
+    def _view(self) -> tuple[object, ...]:
+        """What decides the content area, apart from the Touch app's own damage."""
+        notes = self.notes.text if self.current == "Notes" else None
+        recents = tuple(self.recents) if self.current == "recents" else None
+        return (self.current, notes, recents)
+
+    def _take_damage(self, stamp: bool) -> tuple[tuple[int, int], ...] | None:
+        view = self._view()
+        touch_damage = self.touch_app.damage if self.current == "Touch" else []
+        self.touch_app.damage = []
+        if view != self._last_view or touch_damage is None:
+            self._last_view = view
+            return None
+        bands = list(touch_damage)
+        clock = time.strftime("%H:%M")
+        if clock != self._status_clock:
+            bands.append((0, self.layout.status_h))
+        if stamp:
+            bands.append((0, strip_height(self.layout.height)))
+        return tuple(bands)
+
     def render(self, input_seq: int, frame_counter: int, stamp: bool) -> np.ndarray:
+        """Draw the screen; `last_damage` then says which rows changed since the last call."""
         lay = self.layout
+        self.last_damage = self._take_damage(stamp)
         if self.current == "home":
             frame = self._home.copy()
         else:
@@ -388,16 +426,31 @@ class PhoneUI:
     def _draw_recents(self, frame: np.ndarray) -> None:
         lay = self.layout
         fill(frame, 0, lay.content_top, lay.width, lay.content_bottom, (40, 44, 56))
-        blit(frame, text_sprite("Recent apps", lay.u(36), WHITE), lay.u(28), lay.content_top + lay.u(30))
+        blit(
+            frame,
+            text_sprite("Recent apps", lay.u(36), WHITE),
+            lay.u(28),
+            lay.content_top + lay.u(30),
+        )
         colours = dict(APPS)
         for i, name in enumerate(self.recents):
             top, bottom = self._recent_card_y(i)
             if bottom > lay.content_bottom:
                 break
-            blit(frame, rounded_sprite(lay.width - lay.u(56), bottom - top, lay.u(20), colours[name]), lay.u(28), top)
+            blit(
+                frame,
+                rounded_sprite(lay.width - lay.u(56), bottom - top, lay.u(20), colours[name]),
+                lay.u(28),
+                top,
+            )
             blit(frame, text_sprite(name, lay.u(36), WHITE), lay.u(60), top + lay.u(40))
         if not self.recents:
-            blit(frame, text_sprite("No recent apps", lay.u(30), GREY), lay.u(28), lay.content_top + lay.u(110))
+            blit(
+                frame,
+                text_sprite("No recent apps", lay.u(30), GREY),
+                lay.u(28),
+                lay.content_top + lay.u(110),
+            )
 
     def _draw_status_bar(self, frame: np.ndarray) -> None:
         clock = time.strftime("%H:%M")
@@ -414,7 +467,12 @@ class PhoneUI:
         y = (lay.status_h - sprite.shape[0]) // 2
         blit(frame, sprite, lay.u(24), y)
         right = text_sprite("5G  100%", lay.u(22), WHITE)
-        blit(frame, right, lay.width - right.shape[1] - lay.u(24), (lay.status_h - right.shape[0]) // 2)
+        blit(
+            frame,
+            right,
+            lay.width - right.shape[1] - lay.u(24),
+            (lay.status_h - right.shape[0]) // 2,
+        )
 
     def _draw_nav_bar(self, frame: np.ndarray) -> None:
         frame[self.layout.content_bottom :] = self._nav_bar
