@@ -102,10 +102,10 @@ class ControlConfig:
     # Where notices go: "console", "jsonl:<path>" or "webhook:<url>".
     notify: str = "console"
 
-    def region(self, name: str) -> Region | None:
+    def region(self, name: object) -> Region | None:
         return next((r for r in self.regions if r.name == name), None)
 
-    def flavor(self, name: str) -> Flavor | None:
+    def flavor(self, name: object) -> Flavor | None:
         return next((f for f in self.flavors if f.name == name), None)
 
     def serves(self, zone: str) -> bool:

@@ -175,7 +175,8 @@ class ControlPlane:
     # -- phones -------------------------------------------------------------------------------
 
     async def phones(self, state: str | None = None) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM phones WHERE account_id = ?", [self.account_id]
+        sql = "SELECT * FROM phones WHERE account_id = ?"
+        params: list[Any] = [self.account_id]
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
