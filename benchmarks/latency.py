@@ -33,8 +33,8 @@ import aiohttp
 import numpy as np
 import psutil
 
-from benchmarks.common import append_results_row, results_dir, save_json
-from benchmarks.stream import start_edge
+from .common import append_results_row, results_dir, save_json
+from .stream import start_edge
 
 TARGETS = {"t2p_p50": 25.0, "t2p_p95": 45.0, "g2g_p50": 20.0}
 
@@ -71,7 +71,7 @@ async def browser_run(
 ) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from benchmarks.browser import launch
+    from .browser import launch
 
     rng = random.Random(seed)
     proc = psutil.Process(edge_pid)
@@ -180,7 +180,7 @@ async def browser_run(
 
 
 async def _inbound_stats(page: Any) -> dict[str, float]:
-    return await page.evaluate(  # type: ignore[no-any-return]
+    return await page.evaluate(
         """async () => {
             const report = await window.cloudphone.pc.getStats();
             let out = null;
@@ -195,7 +195,7 @@ async def _inbound_stats(page: Any) -> dict[str, float]:
 async def python_run(
     port: int, edge_pid: int, codec: str, touches: int, seed: int
 ) -> dict[str, Any]:
-    from cloudphone.edge.client import PhoneClient
+    from cloudphone.edge.client import PhoneClient, ReceivedFrame
 
     rng = random.Random(seed)
     proc = psutil.Process(edge_pid)
@@ -211,9 +211,11 @@ async def python_run(
         for _ in range(touches):
             sent = time.monotonic()
             seq = client.touch("down", rng.uniform(0.1, 0.9), rng.uniform(0.2, 0.85))
-            frame = await client.wait_for_frame(
-                lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s
-            )
+
+            def shows(frame: ReceivedFrame, seq: int = seq) -> bool:
+                return frame.stamp is not None and frame.stamp.input_seq >= seq
+
+            frame = await client.wait_for_frame(shows)
             t2p.append((frame.received_at - sent) * 1000)
             client.touch("up", 0.5, 0.5)
             await asyncio.sleep(rng.uniform(0.05, 0.15))
