@@ -67,7 +67,7 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
 
 
 async def browser_run(
-    port: int, edge_pid: int, codec: str, touches: int, seed: int
+    port: int, edge_pid: int, codec: str, touches: int, seed: int, viewport: str = "420x860"
 ) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
@@ -77,7 +77,10 @@ async def browser_run(
     proc = psutil.Process(edge_pid)
     async with async_playwright() as p:
         browser = await launch(p)
-        context = await browser.new_context(viewport={"width": 420, "height": 860}, has_touch=True)
+        width, height = (int(v) for v in viewport.split("x"))
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, has_touch=True
+        )
         page = await context.new_page()
         await page.goto(f"http://127.0.0.1:{port}/phone/phone-1?probe=1&codec={codec}")
         await page.wait_for_function(
@@ -193,7 +196,7 @@ async def _inbound_stats(page: Any) -> dict[str, float]:
 
 
 async def python_run(
-    port: int, edge_pid: int, codec: str, touches: int, seed: int
+    port: int, edge_pid: int, codec: str, touches: int, seed: int, viewport: str = ""
 ) -> dict[str, Any]:
     from cloudphone.edge.client import PhoneClient, ReceivedFrame
 
@@ -274,6 +277,11 @@ def main() -> None:
     parser.add_argument("--client", choices=("browser", "python"), default="browser")
     parser.add_argument("--note", default="", help="what changed, for RESULTS.md")
     parser.add_argument("--edge-args", default="", help="extra `cloudphone serve` options")
+    parser.add_argument(
+        "--viewport",
+        default="420x860",
+        help="browser window WxH (a phone-sized default: the video is scaled down to fit)",
+    )
     args = parser.parse_args()
     if args.client == "python":
         from cloudphone.edge.ice import configure_host_addresses
@@ -294,7 +302,9 @@ def main() -> None:
         for run in range(args.runs):
             edge, port = start_edge(args.size, args.edge_args.split())
             try:
-                outcome = asyncio.run(measure(port, edge.pid, codec, args.touches, seed=run))
+                outcome = asyncio.run(
+                    measure(port, edge.pid, codec, args.touches, run, args.viewport)
+                )
             finally:
                 edge.terminate()
                 try:
@@ -315,7 +325,10 @@ def main() -> None:
         )
         g2g = ", ".join(str(r.get("glass_to_glass_ms", {}).get("p50", "-")) for r in runs)
         cpu = ", ".join(str(r["edge_cpu_percent"]) for r in runs)
-        setup = f"{codec} {args.size} {args.client} {args.touches} touches x{args.runs}"
+        setup = (
+            f"{codec} {args.size} {args.client} {args.touches} touches x{args.runs}, "
+            f"viewport {args.viewport}"
+        )
         note = f" ({args.note})" if args.note else ""
         append_results_row(
             "latency",
