@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image
+.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image bench-qemu
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.stream
+
+bench-qemu: venv qemu-image
+	$(BIN)/python -m benchmarks.qemu_latency $(ARGS)
+
+bench-android: venv
+	$(BIN)/python -m benchmarks.android_passthrough $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -25,6 +25,7 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from cloudphone.edge.config import load_config
 from cloudphone.vm.qemu import QemuGuest
 from cloudphone.vm.qemu.image import ensure_image
 
-from benchmarks.common import append_results_row, results_dir, save_json
+from .common import append_results_row, results_dir, save_json
 
 PATHS: dict[str, dict[str, Any]] = {
     "dbus": {"capture": "dbus"},
@@ -69,6 +70,10 @@ class Probe:
 
     def next_packet_after(self, t: float) -> float | None:
         return next((when for when, _ in self.published if when > t), None)
+
+
+def _carries(seq: int) -> Callable[[ReceivedFrame], bool]:
+    return lambda f: f.stamp is not None and f.stamp.input_seq >= seq
 
 
 def pct(values: list[float], q: float) -> float:
@@ -111,9 +116,7 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
                 x, y = rng.uniform(0.1, 0.9), rng.uniform(0.4, 0.95)
                 seq = client.touch("down" if i % 4 == 1 else "up", x, y)
             probe.waiting = seq
-            frame: ReceivedFrame = await client.wait_for_frame(
-                lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s, 10.0
-            )
+            frame = await client.wait_for_frame(_carries(seq), 10.0)
             edge_at = probe.first_seen.get(seq)
             shown = seq
             if edge_at is None:  # a later seq covered this one

@@ -17,9 +17,11 @@ from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAu
 from cloudphone.edge.config import EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.edge.loop_monitor import LoopLagMonitor
+from cloudphone.edge.metrics import metrics_handler
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
+from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
 from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
@@ -41,6 +43,7 @@ def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
     register_qemu(pool)
+    register_android(pool)
 
 
 def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
@@ -86,7 +89,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         else:
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
-    signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
+    signaling = SignalingServer(
+        node, authorizer, ice.for_session, config.announced(), config.low_latency
+    )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()
     app[LOOP_LAG] = loop_lag
@@ -136,6 +141,18 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             }
         )
 
+    async def frame_log(request: web.Request) -> web.Response:
+        """Render times of stamped frames (benchmarks on this machine only; needs --stamp)."""
+        instance = request.match_info["instance"]
+        if instance not in pool or not config.stamp:
+            raise web.HTTPNotFound(text="no stamped phone of that name")
+        frames = [dict(entry) for entry in getattr(pool.get(instance), "frame_log", ())]
+        pipeline = node.pipelines.get(instance)
+        if pipeline is not None:
+            for entry in frames:
+                entry.update(pipeline.trace.get(int(entry["frameId"]), {}))
+        return web.json_response({"frames": frames})
+
     async def health(request: web.Request) -> web.Response:
         if request.query.get("reset") == "1":
             loop_lag.reset()
@@ -153,6 +170,14 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/phone/{instance}", player)
     app.router.add_get("/edge/instances", instances)
+    app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics_handler(node, loop_lag))
     app.router.add_static("/h5/", root, append_version=True)
+    if config.control_db:
+        from cloudphone.edge.control import ControlConfig, setup_control
+
+        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
+        signaling.authorizer = plane.authorizer  # only connect tokens and admin tokens now
     return app

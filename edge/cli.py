@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from cloudphone.edge.app import NODE, create_app
 from cloudphone.edge.config import ConfigError, EdgeConfig, load_config
+from cloudphone.edge.control.cli import add_admin_parser
 
 log = logging.getLogger("cloudphone")
 
@@ -45,15 +46,33 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
+    p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
+    p.add_argument(
+        "--no-low-latency",
+        dest="low_latency",
+        action="store_const",
+        const=False,
+        help="let browsers smooth playback instead of rendering frames on arrival",
+    )
     p.add_argument("--log-level")
 
 
+BENCHMARKS = ("latency", "stream", "qemu_latency")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="cloudphone", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_admin_parser(sub)
+    sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (--help for each)")
     args = parser.parse_args(argv)
+    if args.command == "admin":
+        return int(args.func(args))
     if args.command == "serve":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         try:
@@ -63,6 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return serve(config)
     return 2  # pragma: no cover - argparse enforces a command
+
+
+def bench(argv: list[str]) -> int:
+    """`cloudphone bench NAME [options]`: the benchmark's own command line (needs '.[test]')."""
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: cloudphone bench {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
+        return 2
+    import importlib
+
+    module = importlib.import_module(f"cloudphone.benchmarks.{argv[0]}")
+    sys.argv = [f"cloudphone bench {argv[0]}", *argv[1:]]
+    module.main()
+    return 0
 
 
 def serve(config: EdgeConfig) -> int:

@@ -13,12 +13,14 @@ REMB -> `report_bandwidth` -> the codec's `BitrateController`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket, EncoderConfig, create_encoder
+from cloudphone.codecs.decoder import StreamDecoder
 from cloudphone.codecs.worker import EncoderWorker
 from cloudphone.edge.bitrate import BitrateController
 from cloudphone.vm.guest import EncodedChunk, Guest, RawFrame, ScreenGeometry
@@ -27,6 +29,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 log = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL_S = 0.3
+TRACE_FRAMES = 4096
 
 
 class PacketSubscriber(Protocol):
@@ -76,6 +79,10 @@ class Pipeline:
         self._epoch = time.monotonic()
         self._last_pts = -1
         self._closed = False
+        # frame id -> wall-clock times of its trip through the edge (benchmarks read this).
+        self.trace: collections.OrderedDict[int, dict[str, float | str]] = collections.OrderedDict()
+        self._wall_offset = time.time() - time.monotonic()
+        self._decoder: StreamDecoder | None = None  # passthrough guest + another codec's viewer
         guest.attach(self)
 
     # -- FrameSink: called from the guest's threads ------------------------------------------
@@ -91,6 +98,9 @@ class Pipeline:
                 worker.submit(frame)
 
     def push_encoded(self, chunk: EncodedChunk) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            decoder.submit(chunk)
         self._loop.call_soon_threadsafe(self._on_chunk, chunk)
 
     # -- subscriptions (event loop) ----------------------------------------------------------
@@ -130,6 +140,8 @@ class Pipeline:
             del self._streams[codec]
             if stream.worker is not None:
                 self._retire(stream.worker)
+            if self._decoder is not None and not self.active_encoders:
+                self._stop_decoder()
 
     def request_keyframe(self, codec: str, *, urgent: bool = False) -> None:
         stream = self._streams.get(codec)
@@ -143,6 +155,12 @@ class Pipeline:
             stream.worker.request_keyframe()
         elif codec == self.passthrough_codec:
             self.guest.request_keyframe()
+
+    def note_sent(self, packet: EncodedPacket) -> None:
+        """A track handed `packet` to aiortc: the end of the edge's part of its trip."""
+        entry = self.trace.get(packet.frame_id)
+        if entry is not None and "sent" not in entry:
+            entry["sent"] = time.time()
 
     def report_bandwidth(self, codec: str, subscriber: PacketSubscriber, bps: int) -> None:
         stream = self._streams.get(codec)
@@ -165,6 +183,18 @@ class Pipeline:
             keyframe_interval_s=s.keyframe_interval_s,
         )
         encoder = create_encoder(config)
+        if self.passthrough_codec is not None and self._decoder is None:
+            log.warning(
+                "%s: transcoding %s -> %s for a viewer that cannot take the guest's own stream",
+                self.guest.guest_id, self.passthrough_codec, stream.codec,
+            )  # fmt: skip
+
+            def on_decoded(frame: RawFrame) -> None:
+                self._loop.call_soon_threadsafe(self._push_transcoded, frame)
+
+            self._decoder = StreamDecoder(
+                self.passthrough_codec, on_decoded, name=f"decoder-{self.guest.guest_id}"
+            )
 
         def on_packets(packets: list[EncodedPacket], codec: str = stream.codec) -> None:
             self._loop.call_soon_threadsafe(self._publish, codec, packets)
@@ -203,6 +233,16 @@ class Pipeline:
             return
         now = time.monotonic()
         for packet in packets:
+            if len(stream.subscribers) and packet.frame_id not in self.trace:
+                offset = self._wall_offset
+                self.trace[packet.frame_id] = {
+                    "codec": packet.codec,
+                    "encodeStart": packet.encode_started_at + offset,
+                    "encodeEnd": packet.encoded_at + offset,
+                    "published": now + offset,
+                }
+                if len(self.trace) > TRACE_FRAMES:
+                    self.trace.popitem(last=False)
             stream.packets_out += 1
             stream.bytes_out += len(packet.data)
             stream.keyframes_out += packet.keyframe
@@ -246,6 +286,28 @@ class Pipeline:
         self._announce_screen()
         self.push_frame(frame)
 
+    def _push_transcoded(self, frame: RawFrame) -> None:
+        """A decoded picture of a passthrough guest, for the encoders of other codecs."""
+        for stream in list(self._streams.values()):
+            worker = stream.worker
+            if worker is None:
+                continue
+            config = worker.encoder.config
+            if (config.width, config.height) != (frame.width, frame.height):  # rotated
+                self._retire(worker)
+                self._start_encoder(stream)
+                assert stream.worker is not None
+                worker = stream.worker
+                worker.request_keyframe()
+            worker.submit(frame)
+
+    def _stop_decoder(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            task = self._loop.create_task(asyncio.to_thread(decoder.stop))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
     def _announce_screen(self) -> None:
         width, height = self._size
         screen = ScreenGeometry(width, height, self.guest.screen.rotation)
@@ -276,7 +338,7 @@ class Pipeline:
                 "bytesOut": stream.bytes_out,
                 "keyframes": stream.keyframes_out,
                 "pipelineLatencyMs": round(stream.last_latency_ms, 2),
-                "transcoding": False,
+                "transcoding": stream.worker is not None and self.passthrough_codec is not None,
             }
             if stream.worker is not None:
                 st = stream.worker.stats
@@ -300,5 +362,6 @@ class Pipeline:
             if stream.worker is not None:
                 self._retire(stream.worker)
         self._streams.clear()
+        self._stop_decoder()
         if self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)

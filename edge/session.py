@@ -23,6 +23,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
+from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
 from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
@@ -41,6 +42,8 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
+    # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
+    low_latency: bool = True
 
 
 def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
@@ -116,6 +119,9 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        if self.options.low_latency:
+            offer_playout_delay()
+            send_playout_delay(transceiver.sender, 0, 0)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
         self._open_channel("control", ordered=True).on("message", self._on_control_message)
@@ -123,6 +129,7 @@ class PeerSession:
 
         pc.on("connectionstatechange", self._on_connection_state)
         self.guest.events.on(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.on("screen", self._on_screen)
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -169,6 +176,7 @@ class PeerSession:
         self._closing = True
         self.close_reason = reason
         self.guest.events.remove_listener(GuestEventName.STATE, self._on_guest_state)
+        self.guest.events.remove_listener(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.remove_listener("screen", self._on_screen)
         for task in list(self._tasks):
             task.cancel()
@@ -231,6 +239,8 @@ class PeerSession:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "control/keyframe":
             self.pipeline.request_keyframe(self.codec or "", urgent=False)
+        elif kind == "control/clipboard":
+            self._spawn(self._set_guest_clipboard(data.get("text")), "clipboard")
         elif kind == "control/ping":
             self._send("control", {"type": "control/pong", "t": data.get("t")})
         else:
@@ -280,6 +290,17 @@ class PeerSession:
     def _on_guest_state(self, state: GuestState) -> None:
         name = "guest-restarting" if state == GuestState.RESTARTING else f"guest-{state}"
         self.send_control("guest/state", state=str(state), event=name)
+
+    def _on_guest_clipboard(self, text: str) -> None:
+        if self.role != "viewer":  # a viewer does not read the owner's clipboard
+            self.send_control("guest/clipboard", text=text)
+
+    async def _set_guest_clipboard(self, text: object) -> None:
+        setter = getattr(self.guest, "set_clipboard", None)
+        ok = False
+        if self.role != "viewer" and isinstance(text, str) and callable(setter):
+            ok = bool(await setter(text))
+        self.send_control("control/clipboard-ack", ok=ok)
 
     def _on_screen(self, screen: ScreenGeometry) -> None:
         self.send_control("guest/screen", **screen.as_dict())

@@ -2,6 +2,7 @@
 // Plain ES module, no build step. Talks the signaling protocol of DESIGN.md §4 on /ws and the
 // `input` / `control` / `stats` data channels.
 import { mapToVideo, PointerIds } from "./pointer.js";
+import { installProbe } from "./probe.js";
 
 const params = new URLSearchParams(location.search);
 const instance = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
@@ -42,6 +43,7 @@ function sendInput(msg) {
   if (!ch || ch.readyState !== "open") return 0;
   const seq = ++state.seq;
   ch.send(JSON.stringify({ ...msg, seq }));
+  if (state.onInputSent) state.onInputSent(seq);
   return seq;
 }
 
@@ -259,4 +261,5 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden && !finished && (!ws || ws.readyState === WebSocket.CLOSED)) connect();
 });
 
+if (params.get("probe") === "1") installProbe(video, state);
 if (!instance) { setStatus("no phone in the address"); } else { connect(); }
