@@ -104,7 +104,7 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
         lambda: any(m.get("event") == "guest-restarting" for m in _controls(client, "guest/state")),
         5.0,
     )
-    await eventually(lambda: guest.state == GuestState.RUNNING, 45.0)
+    await eventually(lambda: guest.state == GuestState.RUNNING, 90.0)
     states = [m["state"] for m in _controls(client, "guest/state")]
     assert states[-2:] == ["restarting", "running"]
     assert not pid_alive(old_pid)  # reaped: no zombie

@@ -132,7 +132,7 @@ def test_dbus_display_attaches_under_uvloop() -> None:
         process = QemuProcess(recipe_config(image, capture="dbus"))
         await process.start()
         sizes: list[tuple[int, int]] = []
-        display = DbusDisplay(process.qmp, lambda fb, t: None, lambda w, h: sizes.append((w, h)))
+        display = DbusDisplay(process.qmp, lambda fb, t, d: None, lambda w, h: sizes.append((w, h)))
         try:
             await display.connect()
             run = asyncio.ensure_future(display.run())

@@ -197,6 +197,8 @@ class DbusDisplay:
         self.framebuffer = np.zeros((0, 0, 4), np.uint8)
         self.updates = 0
         self.settle = 0.002  # s of quiet that ends one refresh's burst of Update calls
+        self._bands: list[tuple[int, int]] = []
+        self._full_next = True  # first picture and every Scanout: whole
 
     async def connect(self, within: float = 10.0) -> None:
         await asyncio.wait_for(self._connect(), within)
@@ -257,7 +259,9 @@ class DbusDisplay:
                 # 7.2, so the picture is complete once the socket stays quiet a moment
                 if changed and not await listener.readable(self.settle):
                     self.updates += 1
-                    self._on_update(self.framebuffer, time.monotonic())
+                    damage = None if self._full_next else tuple(self._bands)
+                    self._full_next, self._bands = False, []
+                    self._on_update(self.framebuffer, time.monotonic(), damage)
                     changed = False
                     continue
                 for message in await listener.messages():
@@ -278,6 +282,7 @@ class DbusDisplay:
         elif iface == LISTENER_IFACE and member == "Scanout":
             w, h, stride, fmt, data = message.body
             self._resize(w, h)
+            self._full_next = True
             changed = self._blit(0, 0, w, h, stride, fmt, data)
         elif iface == LISTENER_IFACE:
             pass  # Disable, MouseSet, CursorDefine, ScanoutDMABUF...: nothing to show
@@ -305,6 +310,7 @@ class DbusDisplay:
         rows = np.frombuffer(data, np.uint8, count=stride * (h - 1) + w * 4)
         src = np.lib.stride_tricks.as_strided(rows, (h, w, 4), (stride, 4, 1))
         fb[y : y + h, x : x + w] = src
+        self._bands.append((y, y + h))
         return True
 
     async def close(self) -> None:

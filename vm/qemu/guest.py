@@ -51,8 +51,8 @@ from cloudphone.vm.qemu.accel import choose_accel
 from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
 from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
-from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, RfbClient
-from cloudphone.vm.stamp import draw_stamp, read_stamp
+from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, Damage, RfbClient
+from cloudphone.vm.stamp import draw_stamp, read_stamp, strip_height
 from qemu.qmp import QMPError, Runstate
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class QemuGuest(Guest):
         config: QemuConfig,
         *,
         restart: RestartPolicy | None = None,
-        boot_timeout: float = 45.0,
+        boot_timeout: float = 90.0,  # TCG on a busy 2-core host can take 30+ s
         ready_on_stamp: bool = True,
         keepalive: float | None = 0.02,
     ) -> None:
@@ -117,6 +117,7 @@ class QemuGuest(Guest):
         self.restart_count = 0
         self.boot_to_first_frame: float | None = None
         self.frames = 0
+        self._pushed_since_boot = False
         self._reset_input_state()
 
     # ------------------------------------------------------------------ Guest API
@@ -194,7 +195,7 @@ class QemuGuest(Guest):
         """Push the current picture again (a viewer joined): an idle guest sends no damage."""
         display = self._display
         if display is not None and self._first_frame.is_set():
-            self._on_update(display.framebuffer, time.monotonic())
+            self._on_update(display.framebuffer, time.monotonic(), ())
 
     # ------------------------------------------------------------------ boot and supervision
 
@@ -202,6 +203,7 @@ class QemuGuest(Guest):
         assert self._run_dir is not None
         self._reset_input_state()
         self._first_frame.clear()
+        self._pushed_since_boot = False
         process = QemuProcess(self.config, self._run_dir)
         self.process = process
         started = time.monotonic()
@@ -330,7 +332,9 @@ class QemuGuest(Guest):
         if self._first_frame.is_set():  # boot-time text modes are not the phone's screen
             self._set_screen(ScreenGeometry(width, height))
 
-    def _on_update(self, framebuffer: np.ndarray, received_at: float) -> None:
+    def _on_update(self, framebuffer: np.ndarray, received_at: float, damage: Damage) -> None:
+        """A new picture from the display: copy it, map its stamp to the edge's seq, push it.
+        `damage` (changed row bands) lets the converter redo only those rows."""
         if framebuffer.size == 0:
             return
         data = framebuffer.copy()  # the frame must own its pixels; ~1 ms for 720x1280
@@ -339,6 +343,8 @@ class QemuGuest(Guest):
         if stamp is not None:
             seq = self._seq_for_report(stamp.input_seq)
             draw_stamp(data, seq, stamp.frame)
+            if damage is not None:
+                damage = ((0, strip_height(data.shape[0])), *damage)
             self._last_shown_seq = seq
             if not self._first_frame.is_set():
                 self._set_screen(ScreenGeometry(data.shape[1], data.shape[0]))
@@ -349,10 +355,17 @@ class QemuGuest(Guest):
                 return  # still booting: the firmware/console picture is not for viewers
             self._set_screen(ScreenGeometry(*size))
             self._first_frame.set()
+        if not self._pushed_since_boot:  # the pipeline's last picture is from before the boot
+            damage, self._pushed_since_boot = None, True
         self.frames += 1
         self._push_frame(
             RawFrame(
-                data=data, pixel_format=PIXEL_FORMAT_NAME, captured_at=received_at, input_seq=seq
+                data=data,
+                pixel_format=PIXEL_FORMAT_NAME,
+                captured_at=received_at,
+                input_seq=seq,
+                frame_id=self.frames,
+                damage=damage,
             )
         )
 
@@ -477,5 +490,5 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         config,
         keepalive=options.get("keepalive", 0.02),
         ready_on_stamp=bool(options.get("ready_on_stamp", recipe)),
-        boot_timeout=float(options.get("boot_timeout", 45.0)),
+        boot_timeout=float(options.get("boot_timeout", 90.0)),
     )
