@@ -3,7 +3,7 @@
 Keys, text and a tap go in over the `input` data channel and show in the decoded frames
 (matched by the latency stamp); a resolution change reaches the viewer on the same
 connection; killing QEMU tells the viewer `guest-restarting`, then the stream resumes.
-Uses the default capture path (D-Bus display). One edge, one boot plus one restart (~30 s)."""
+Uses the default capture path (VNC). One edge, one boot plus one restart (~30 s)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
     edge = await make_edge(guest="qemu")
     guest = edge.pool.get("phone-1")
     assert isinstance(guest, QemuGuest) and guest.state == GuestState.RUNNING
-    assert guest.config.capture == "dbus"  # the default capture path
+    assert guest.config.capture == "vnc"  # the default capture path
     client = await edge.viewer(codec="h264")
     assert client.welcome["screen"] == {"width": 720, "height": 1280, "rotation": 0}
     first = await client.wait_for_frame(lambda f: f.stamp is not None, 15.0)

@@ -19,7 +19,7 @@ from cloudphone.vm.qemu.image import _cpio_entry, write_initramfs
 from cloudphone.vm.qemu.keymap import CHAR_TO_QCODE, qcode_for_dom, strokes_for_text
 from cloudphone.vm.qemu.process import QemuProcess
 
-from tests.qemu_support import recipe_config, recipe_image, requires_qemu
+from tests.qemu_support import pid_alive, recipe_config, recipe_image, requires_qemu
 
 
 def test_dom_codes_map_to_qcodes() -> None:
@@ -149,3 +149,21 @@ def test_dbus_display_attaches_under_uvloop() -> None:
 
     width, height = uvloop.run(attach())
     assert width > 0 and height > 0
+
+
+@requires_qemu
+@pytest.mark.qemu
+async def test_stop_while_booting_ends_qemu_and_reports_stopped() -> None:
+    guest = QemuGuest("early-stop", recipe_config(recipe_image()))
+    starting = asyncio.ensure_future(guest.start())
+    for _ in range(500):
+        if guest.process is not None and guest.process.pid is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert guest.process is not None and guest.process.pid is not None
+    pid = guest.process.pid
+    await guest.stop()  # the edge shutting down while a guest boots
+    with pytest.raises(GuestError):
+        await starting
+    assert guest.state == GuestState.STOPPED
+    assert not pid_alive(pid)

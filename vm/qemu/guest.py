@@ -1,15 +1,17 @@
 """`QemuGuest`: a QEMU virtual machine as a cloud phone behind the edge.
 
-Composition: `QemuProcess` (spawn, QMP, stop), a display source — `DbusDisplay` (QEMU's p2p
-D-Bus display, the default: QEMU pushes damage, nothing to poll or keep alive) or `RfbClient`
-(VNC on a unix socket, the portable path) — and `keymap` (input translation). Input goes over
+Composition: `QemuProcess` (spawn, QMP, stop), a display source — `RfbClient` (VNC on a unix
+socket with a keepalive, the default: lowest input->frame latency measured on these machines,
+benchmarks/RESULTS.md) or `DbusDisplay` (QEMU's p2p D-Bus display: QEMU pushes damage, nothing
+to keep alive, ~10 ms slower here) — and `keymap` (input translation). Input goes over
 QMP `input-send-event` (~2 ms round trip): virtio-tablet absolute axes for touch,
 virtio-keyboard for keys. QEMU 7.2 has no multi-touch device, so the capabilities say one
 pointer and the page adapts.
 
-Supervision: a watcher waits for the first of "QEMU exited", "VNC closed", "QMP disconnected";
-unless we are stopping, that is a crash: viewers see `RESTARTING`, the guest is booted again
-(bounded by `RestartPolicy`) and `RUNNING` follows, or `FAILED` when restarts are used up.
+Supervision: a watcher waits for the first of "QEMU exited", "display connection closed" and
+"QMP disconnected"; unless we are stopping, that is a crash: viewers see `RESTARTING`, the
+guest is booted again (bounded by `RestartPolicy`) and `RUNNING` follows, or `FAILED` when
+restarts are used up.
 
 Latency stamps: the recipe guest (`phone.c`) draws the `vm.stamp` strip with the number of
 input reports it has applied. This class counts the reports it sends (one per
@@ -146,8 +148,11 @@ class QemuGuest(Guest):
         except BaseException:
             await self._teardown()
             self._remove_run_dir()
-            self._set_state(GuestState.FAILED)
+            # stopped while booting (edge shutting down) is a stop, not a failure
+            self._set_state(GuestState.STOPPED if self._stopping else GuestState.FAILED)
             raise
+        if self._stopping:  # stop() ran while we booted and already tore everything down
+            return
         self._set_state(GuestState.RUNNING)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
@@ -482,7 +487,7 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         width=int(spec.width),
         height=int(spec.height),
         accel=str(options.get("accel", "tcg")),
-        capture=str(options.get("capture", "dbus")),
+        capture=str(options.get("capture", "vnc")),
         binary=options.get("binary"),
     )
     return QemuGuest(
