@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from cloudphone.edge.audio_track import (
+    PassthroughAudioTrack,
+    add_audio_transceiver,
+    guest_audio_codec,
+)
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
@@ -89,6 +94,7 @@ class PeerSession:
         self._on_closed = on_closed
         self._pc = RTCPeerConnection(rtc_configuration(options.ice_servers))
         self._track = EncodedVideoTrack(pipeline)
+        self._audio: PassthroughAudioTrack | None = None
         self._channels: dict[str, RTCDataChannel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._input_queue: asyncio.Queue[InputEvent] = asyncio.Queue(INPUT_QUEUE_LIMIT)
@@ -116,6 +122,8 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        if guest_audio_codec(self.guest):  # the guest's own Opus, passed through
+            self._audio = add_audio_transceiver(pc, self.guest)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
         self._open_channel("control", ordered=True).on("message", self._on_control_message)
@@ -178,6 +186,8 @@ class PeerSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._track.stop()
+        if self._audio is not None:
+            self._audio.stop()
         try:
             await self._pc.close()
         except Exception:  # a half-built connection may fail to close; it is gone either way

@@ -289,3 +289,8 @@ def test_options_validation() -> None:
         AndroidOptions.from_mapping({"serial": "x", "server_jar": "j", "bogus": 1})
     with pytest.raises(ValueError, match="too old"):
         AndroidOptions.from_mapping({"serial": "x", "server_jar": "j", "server_version": "2.7"})
+
+
+async def test_video_configuration_error_on_the_device(adb: FakeAdbServer, tmp_path: Path) -> None:
+    with pytest.raises(GuestError, match="video configuration error on the device"):
+        await _started(adb, tmp_path, "no-encoder", codec_id=1)

@@ -157,3 +157,38 @@ async def test_absurd_initial_size_and_media_before_session() -> None:
     await demuxer.read_codec()
     with pytest.raises(ProtocolError, match="before any session"):
         await demuxer.next()
+
+
+async def test_disabled_and_failed_streams() -> None:
+    from cloudphone.vm.android.stream import AudioDemuxer, StreamDisabled
+
+    with pytest.raises(StreamDisabled, match="disabled the video stream") as info:
+        await VideoDemuxer(_reader(b"\x00\x00\x00\x00"), V3).read_codec()
+    assert not info.value.error
+    with pytest.raises(StreamDisabled, match="audio configuration error") as info:
+        await AudioDemuxer(_reader(b"\x00\x00\x00\x01"), V4).read_codec()
+    assert info.value.error
+
+
+@pytest.mark.parametrize("version", [V3, V4], ids=["3.x", "4.x"])
+async def test_audio_demuxer_skips_the_opus_head(version: ServerVersion) -> None:
+    from cloudphone.vm.android.scrcpy_protocol import CODEC_OPUS
+    from cloudphone.vm.android.stream import AudioDemuxer
+
+    head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
+    stream = (
+        struct.pack(">I", CODEC_OPUS)
+        + encode_frame_header(len(head), version, config=True)
+        + head
+        + encode_frame_header(3, version, pts=20_000)
+        + b"\xfc\xff\xfe"
+        + encode_frame_header(3, version, pts=40_000)
+        + b"\xfc\xff\xfd"
+    )
+    demuxer = AudioDemuxer(_reader(stream), version)
+    assert await demuxer.read_codec() == "opus"
+    first, second = await demuxer.next(), await demuxer.next()
+    assert (first.data, first.pts_us) == (b"\xfc\xff\xfe", 20_000)
+    assert second.pts_us == 40_000
+    with pytest.raises(StreamEnded):
+        await demuxer.next()

@@ -21,7 +21,7 @@ from cloudphone.vm.android.coords import to_device
 from cloudphone.vm.android.options import AndroidOptions
 from cloudphone.vm.android.scrcpy_protocol import ProtocolError, Session
 from cloudphone.vm.android.server import ScrcpyConnection
-from cloudphone.vm.android.stream import StreamEnded, VideoPacket
+from cloudphone.vm.android.stream import AudioPacket, StreamEnded, VideoPacket
 from cloudphone.vm.guest import (
     Capabilities,
     EncodedChunk,
@@ -39,6 +39,9 @@ from cloudphone.vm.guest import (
 from cloudphone.vm.pool import GuestSpec
 
 log = logging.getLogger(__name__)
+
+#: Event carrying one `AudioPacket` (Opus, 48 kHz) from the device.
+AUDIO_EVENT = "audio"
 
 _TOUCH_ACTIONS = {
     "down": control.MotionAction.DOWN,
@@ -134,6 +137,7 @@ class AndroidGuest(Guest):
             on_session=self._on_session,
             on_packet=self._on_packet,
             on_clipboard=self._on_clipboard,
+            on_audio=self._on_audio,
         )
         await conn.open()
         self.device_name = conn.device_name
@@ -309,6 +313,16 @@ class AndroidGuest(Guest):
         conn = self._require_conn()
         if conn is not None:
             conn.send(control.rotate_device())
+
+    @property
+    def audio_codec(self) -> str | None:
+        """ "opus" while the device streams audio (Android 11+, `audio` on), else None."""
+        conn = self._conn
+        return conn.audio_codec if conn is not None else None
+
+    def _on_audio(self, packet: AudioPacket) -> None:
+        """Opus packets go out as `audio` events: `edge.audio_track` passes them through."""
+        self.events.emit(AUDIO_EVENT, packet)
 
     def _on_clipboard(self, text: str) -> None:
         self.events.emit(GuestEventName.CLIPBOARD, text)
