@@ -280,3 +280,17 @@ async def test_opus_audio_passes_through(android: AndroidEdge) -> None:
     assert android.edge.pool.get("droid-android10").audio_codec is None
     await eventually(lambda: quiet.frames_received >= 5)
     assert old.audio_packets_sent == 0
+
+
+async def test_clipboard_is_for_the_owner_only(android: AndroidEdge) -> None:
+    phone = await android.phone("droid-clip")
+    owner = await android.edge.viewer("droid-clip", codec="h264")
+    watcher = await android.edge.viewer("droid-clip", codec="h264", role="viewer")
+    watcher.channels["control"].send(json.dumps({"type": "control/clipboard", "text": "sneaky"}))
+    await eventually(lambda: bool(controls(watcher, "control/clipboard-ack")))
+    assert controls(watcher, "control/clipboard-ack")[0]["ok"] is False
+    assert phone.received.clipboard_sets == []
+    await phone.set_device_clipboard("owner's secret")
+    await eventually(lambda: bool(controls(owner, "guest/clipboard")))
+    await asyncio.sleep(0.2)
+    assert controls(watcher, "guest/clipboard") == []

@@ -156,6 +156,10 @@ class AndroidGuest(Guest):
             except (StreamEnded, ConnectionError, OSError, AdbError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("%s: stream lost (%s); reconnecting", self.guest_id, self.last_error)
+            except Exception as exc:  # a bug must not leave viewers on a silent "running" phone
+                log.exception("%s: stream handling failed", self.guest_id)
+                await self._give_up(conn, f"internal error: {exc!r}")
+                return
             await conn.close()
             self._conn = None
             if self._stopping:
@@ -174,7 +178,7 @@ class AndroidGuest(Guest):
                     self.last_error = f"device sent invalid data: {exc}"
                     log.error("%s: %s; giving up", self.guest_id, self.last_error)
                     return
-                except GuestError as exc:
+                except Exception as exc:  # GuestError, or anything unforeseen: keep trying
                     self.last_error = str(exc)
                     log.info("%s: reconnect %d failed: %s", self.guest_id, attempts, exc)
                     if opts.retry_limit and attempts >= opts.retry_limit:
