@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench clean
+.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ run: venv
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
+## The QEMU recipe guest (Debian kernel + busybox initramfs), cached in .cache/qemu-image.
+qemu-image: venv
+	-$(BIN)/python -m cloudphone.vm.qemu.image
+
 ## The whole suite, inside a private network namespace with only loopback when we may make one.
-test: venv sysdeps
+test: venv sysdeps qemu-image
 	$(BIN)/ruff check .
 	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 	@bash scripts/in-loopback-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)

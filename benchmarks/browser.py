@@ -32,7 +32,9 @@ DISABLED_FEATURES = ["WebRtcHideLocalIpsWithMdns", "MediaRouter", "OptimizationH
 def unavailable_reason() -> str | None:
     """Why browser tests cannot run here, or None when they can."""
     if not os.path.exists(CHROMIUM):
-        return f"{CHROMIUM} is missing (Debian package 'chromium'; `make sysdeps` installs it as root)"
+        return (
+            f"{CHROMIUM} is missing (Debian package 'chromium'; `make sysdeps` installs it as root)"
+        )
     try:
         import playwright  # noqa: F401
     except ImportError:

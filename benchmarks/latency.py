@@ -38,6 +38,20 @@ from benchmarks.stream import start_edge
 
 TARGETS = {"t2p_p50": 25.0, "t2p_p95": 45.0, "g2g_p50": 20.0}
 
+# Where the milliseconds of one touch go: (stage, from, to) over the page's and the edge's
+# timestamps (one machine, one wall clock). The first frame showing the touch is followed.
+STAGES = (
+    ("input: page -> phone (data channel)", "pageSent", "inputAt"),
+    ("wait for render slot", "inputAt", "renderStart"),
+    ("render", "renderStart", "renderEnd"),
+    ("hand-off to encoder", "renderEnd", "encodeStart"),
+    ("convert + encode", "encodeStart", "encodeEnd"),
+    ("encoder -> event loop", "encodeEnd", "published"),
+    ("loop -> aiortc sender", "published", "sent"),
+    ("packetise + network + reassembly", "sent", "receive"),
+    ("decode + compositor", "receive", "display"),
+)
+
 
 def percentiles(values: list[float]) -> dict[str, float | int]:
     if not values:
@@ -52,7 +66,9 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
-async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: int) -> dict[str, Any]:
+async def browser_run(
+    port: int, edge_pid: int, codec: str, touches: int, seed: int
+) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     from benchmarks.browser import launch
@@ -64,14 +80,18 @@ async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: 
         context = await browser.new_context(viewport={"width": 420, "height": 860}, has_touch=True)
         page = await context.new_page()
         await page.goto(f"http://127.0.0.1:{port}/phone/phone-1?probe=1&codec={codec}")
-        await page.wait_for_function("window.cloudphone.connected && window.cloudphoneProbe.framesSeen > 0", timeout=20000)
+        await page.wait_for_function(
+            "window.cloudphone.connected && window.cloudphoneProbe.framesSeen > 0", timeout=20000
+        )
         box = await page.locator("#video").bounding_box()
         assert box is not None
 
         def to_page(x: float, y: float) -> tuple[float, float]:
             scale = min(box["width"] / 720, box["height"] / 1280)
             w, h = 720 * scale, 1280 * scale
-            return box["x"] + (box["width"] - w) / 2 + x * w, box["y"] + (box["height"] - h) / 2 + y * h
+            return box["x"] + (box["width"] - w) / 2 + x * w, box["y"] + (
+                box["height"] - h
+            ) / 2 + y * h
 
         await page.touchscreen.tap(*to_page(108 / 720, 306 / 1280))  # the Touch app
         await asyncio.sleep(1.0)
@@ -94,7 +114,9 @@ async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: 
         )
         await browser.close()
     async with aiohttp.ClientSession() as http:
-        log = await (await http.get(f"http://127.0.0.1:{port}/edge/instances/phone-1/frame-log")).json()
+        log = await (
+            await http.get(f"http://127.0.0.1:{port}/edge/instances/phone-1/frame-log")
+        ).json()
         health = await (await http.get(f"http://127.0.0.1:{port}/healthz")).json()
 
     t2p = []
@@ -103,8 +125,26 @@ async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: 
         if sent is not None and seen is not None:
             t2p.append(seen["display"] - sent)
     drawn: dict[int, float] = {}
-    for counter, wall in log["frames"]:
-        drawn[counter] = wall * 1000.0
+    by_counter: dict[int, dict[str, Any]] = {}
+    for entry in log["frames"]:
+        drawn[entry["frame"]] = entry["renderEnd"] * 1000.0
+        by_counter[entry["frame"]] = entry
+    stages: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
+    origin = probe["origin"]
+    for seq in down_seqs:
+        sent, seen = probe["sent"].get(str(seq)), probe["first"].get(str(seq))
+        server = by_counter.get(seen["frame"]) if seen else None
+        if sent is None or seen is None or server is None or "sent" not in server:
+            continue
+        times = {
+            "pageSent": (origin + sent) / 1000.0,
+            "display": (origin + seen["display"]) / 1000.0,
+            "receive": (origin + seen["receive"]) / 1000.0 if seen.get("receive") else None,
+            **server,
+        }
+        for name, start, end in STAGES:
+            if times.get(start) is not None and times.get(end) is not None:
+                stages[name].append((times[end] - times[start]) * 1000.0)
     g2g, decode = [], []
     window = [f for f in probe["frames"] if f["display"] is not None]
     for frame in window:
@@ -114,7 +154,9 @@ async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: 
             decode.append(frame["processing"] * 1000.0)
     frames_delta = stats_after["framesDecoded"] - stats_before["framesDecoded"]
     jitter_delta = stats_after["jitterBufferDelay"] - stats_before["jitterBufferDelay"]
-    emitted_delta = stats_after["jitterBufferEmittedCount"] - stats_before["jitterBufferEmittedCount"]
+    emitted_delta = (
+        stats_after["jitterBufferEmittedCount"] - stats_before["jitterBufferEmittedCount"]
+    )
     return {
         "codec": probe["codec"],
         "touches": touches,
@@ -122,12 +164,17 @@ async def browser_run(port: int, edge_pid: int, codec: str, touches: int, seed: 
         "touch_to_photon_ms": percentiles(t2p),
         "glass_to_glass_ms": percentiles([v for v in g2g if -50 < v < 2000]),
         "decode_ms": percentiles(decode),
-        "jitter_buffer_ms": round(1000 * jitter_delta / emitted_delta, 1) if emitted_delta else None,
+        "jitter_buffer_ms": round(1000 * jitter_delta / emitted_delta, 1)
+        if emitted_delta
+        else None,
         "fps": round(frames_delta / elapsed, 1),
         "frames_dropped": stats_after["framesDropped"] - stats_before["framesDropped"],
         "unreadable_frames": probe["unreadable"],
-        "edge_cpu_percent": round((cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed * 100, 1),
+        "edge_cpu_percent": round(
+            (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed * 100, 1
+        ),
         "edge_loop_lag": health["loopLag"],
+        "stages_ms_p50": {k: round(float(np.median(v)), 2) for k, v in stages.items() if v},
         "raw_touch_to_photon_ms": [round(v, 2) for v in t2p],
     }
 
@@ -145,13 +192,17 @@ async def _inbound_stats(page: Any) -> dict[str, float]:
     )
 
 
-async def python_run(port: int, edge_pid: int, codec: str, touches: int, seed: int) -> dict[str, Any]:
+async def python_run(
+    port: int, edge_pid: int, codec: str, touches: int, seed: int
+) -> dict[str, Any]:
     from cloudphone.edge.client import PhoneClient
 
     rng = random.Random(seed)
     proc = psutil.Process(edge_pid)
     async with aiohttp.ClientSession() as http:
-        client = await PhoneClient.connect(http, f"ws://127.0.0.1:{port}/ws", "phone-1", codec=codec)
+        client = await PhoneClient.connect(
+            http, f"ws://127.0.0.1:{port}/ws", "phone-1", codec=codec
+        )
         await client.wait_for_frame(lambda f: f.stamp is not None)
         client.tap(108 / 720, 306 / 1280)
         await asyncio.sleep(1.0)
@@ -160,7 +211,9 @@ async def python_run(port: int, edge_pid: int, codec: str, touches: int, seed: i
         for _ in range(touches):
             sent = time.monotonic()
             seq = client.touch("down", rng.uniform(0.1, 0.9), rng.uniform(0.2, 0.85))
-            frame = await client.wait_for_frame(lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s)
+            frame = await client.wait_for_frame(
+                lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s
+            )
             t2p.append((frame.received_at - sent) * 1000)
             client.touch("up", 0.5, 0.5)
             await asyncio.sleep(rng.uniform(0.05, 0.15))
@@ -172,8 +225,12 @@ async def python_run(port: int, edge_pid: int, codec: str, touches: int, seed: i
         "touches": touches,
         "matched": len(t2p),
         "touch_to_photon_ms": percentiles(t2p),
-        "edge_cpu_percent": round((cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed * 100, 1),
-        "aiortc_hold_note": "includes aiortc's receiver holding each frame until the next frame's first packet",
+        "edge_cpu_percent": round(
+            (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed * 100, 1
+        ),
+        "aiortc_hold_note": (
+            "includes aiortc's receiver holding each frame until the next frame's first packet"
+        ),
     }
 
 
@@ -185,7 +242,9 @@ def plot(result: dict[str, Any], path: Any) -> None:
 
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 3.8))
     for codec, runs in result["runs"].items():
-        values = np.concatenate([r["raw_touch_to_photon_ms"] for r in runs if r.get("raw_touch_to_photon_ms")] or [[]])
+        values = np.concatenate(
+            [r["raw_touch_to_photon_ms"] for r in runs if r.get("raw_touch_to_photon_ms")] or [[]]
+        )
         if not len(values):
             continue
         hist.hist(values, bins=40, alpha=0.55, label=codec)
@@ -203,13 +262,16 @@ def plot(result: dict[str, Any], path: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--touches", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--codecs", default="h264,vp8")
     parser.add_argument("--size", default="720x1280")
     parser.add_argument("--client", choices=("browser", "python"), default="browser")
     parser.add_argument("--note", default="", help="what changed, for RESULTS.md")
+    parser.add_argument("--edge-args", default="", help="extra `cloudphone serve` options")
     args = parser.parse_args()
     if args.client == "python":
         from cloudphone.edge.ice import configure_host_addresses
@@ -228,7 +290,7 @@ def main() -> None:
     for codec in args.codecs.split(","):
         result["runs"][codec] = []
         for run in range(args.runs):
-            edge, port = start_edge(args.size)
+            edge, port = start_edge(args.size, args.edge_args.split())
             try:
                 outcome = asyncio.run(measure(port, edge.pid, codec, args.touches, seed=run))
             finally:
@@ -249,14 +311,15 @@ def main() -> None:
             f"{r['touch_to_photon_ms'].get('p50')}/{r['touch_to_photon_ms'].get('p95')}/{r['touch_to_photon_ms'].get('p99')}"
             for r in runs
         )
-        g2g = ", ".join(str(r.get("glass_to_glass_ms", {}).get("p50", "–")) for r in runs)
+        g2g = ", ".join(str(r.get("glass_to_glass_ms", {}).get("p50", "-")) for r in runs)
         cpu = ", ".join(str(r["edge_cpu_percent"]) for r in runs)
-        setup = f"{codec} {args.size} {args.client} {args.touches} touches ×{args.runs}"
+        setup = f"{codec} {args.size} {args.client} {args.touches} touches x{args.runs}"
         note = f" ({args.note})" if args.note else ""
         append_results_row(
             "latency",
             setup,
-            f"touch-to-photon p50/p95/p99 ms per run: {t2p}; glass-to-glass p50: {g2g}; edge CPU %: {cpu}{note}",
+            f"touch-to-photon p50/p95/p99 ms per run: {t2p}; glass-to-glass p50: {g2g}; "
+            f"edge CPU %: {cpu}{note}",
             f"results/{name}.json",
         )
 

@@ -63,7 +63,7 @@ def encoder_costs(codec: str, width: int, height: int, frames: int) -> dict[str,
     }
 
 
-def start_edge(size: str) -> tuple[subprocess.Popen[str], int]:
+def start_edge(size: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """`cloudphone serve` in its own process, so its CPU can be measured alone."""
     port = free_port()
     edge = subprocess.Popen(
@@ -83,6 +83,7 @@ def start_edge(size: str) -> tuple[subprocess.Popen[str], int]:
             "--stamp",
             "--log-level",
             "warning",
+            *(extra or []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -50,6 +50,8 @@ class EncodedPacket:
     captured_at: float  # monotonic time the picture was made (for latency accounting)
     encoded_at: float  # monotonic time encoding finished
     input_seq: int = 0
+    frame_id: int = 0
+    encode_started_at: float = 0.0
 
 
 class VideoEncoder(abc.ABC):

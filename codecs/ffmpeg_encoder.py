@@ -75,6 +75,7 @@ class FFmpegVideoEncoder(VideoEncoder):
     def encode(
         self, frame: RawFrame, pts: int, force_keyframe: bool = False
     ) -> list[EncodedPacket]:
+        started = time.monotonic()
         if self._pending_bitrate is not None:
             self._reopen(self._pending_bitrate)
             force_keyframe = True
@@ -94,6 +95,8 @@ class FFmpegVideoEncoder(VideoEncoder):
                 captured_at=frame.captured_at,
                 encoded_at=time.monotonic(),
                 input_seq=frame.input_seq,
+                frame_id=frame.frame_id,
+                encode_started_at=started,
             )
             for packet in self._context.encode(video)
         ]

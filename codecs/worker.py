@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloudphone.codecs.base import VIDEO_CLOCK_RATE, EncodedPacket, VideoEncoder
-from cloudphone.vm.guest import RawFrame
+from cloudphone.vm.guest import RawFrame, merge_damage
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class EncoderWorker:
         with self._cond:
             if self._slot is not None:
                 self.stats.dropped += 1
+                frame = merge_damage(self._slot, frame)
             self._slot = frame
             self.stats.submitted += 1
             self._cond.notify()
@@ -85,7 +86,9 @@ class EncoderWorker:
         with self._cond:
             self._keyframe_wanted = True
             if self._slot is None and self._last is not None:
-                self._slot = dataclasses.replace(self._last, captured_at=time.monotonic())
+                self._slot = dataclasses.replace(
+                    self._last, captured_at=time.monotonic(), damage=()
+                )
             self._cond.notify()
 
     def set_bitrate(self, bitrate: int) -> None:
@@ -107,7 +110,9 @@ class EncoderWorker:
         with self._cond:
             while self._slot is None and not self._stopping:
                 if not self._cond.wait(self._idle_refresh_s) and self._last is not None:
-                    self._slot = dataclasses.replace(self._last, captured_at=time.monotonic())
+                    self._slot = dataclasses.replace(
+                        self._last, captured_at=time.monotonic(), damage=()
+                    )
             if self._stopping:
                 return None
             frame, self._slot = self._slot, None

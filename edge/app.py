@@ -22,6 +22,7 @@ from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.signaling_server import SignalingServer
 from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
+from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def static_root() -> Path:
 def register_guest_kinds(pool: InstancePool, config: EdgeConfig) -> None:
     """Every guest kind this edge can host."""
     pool.register_kind("simulated", create_simulated_phone)
+    register_qemu(pool)
     register_android(pool)
 
 
@@ -86,7 +88,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         else:
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
-    signaling = SignalingServer(node, authorizer, ice.for_session, config.announced())
+    signaling = SignalingServer(
+        node, authorizer, ice.for_session, config.announced(), config.low_latency
+    )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()
     app[LOOP_LAG] = loop_lag
@@ -141,8 +145,12 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         instance = request.match_info["instance"]
         if instance not in pool or not config.stamp:
             raise web.HTTPNotFound(text="no stamped phone of that name")
-        log_ = getattr(pool.get(instance), "frame_log", None)
-        return web.json_response({"frames": list(log_ or ())})
+        frames = [dict(entry) for entry in getattr(pool.get(instance), "frame_log", ())]
+        pipeline = node.pipelines.get(instance)
+        if pipeline is not None:
+            for entry in frames:
+                entry.update(pipeline.trace.get(int(entry["frameId"]), {}))
+        return web.json_response({"frames": frames})
 
     async def health(request: web.Request) -> web.Response:
         if request.query.get("reset") == "1":

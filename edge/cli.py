@@ -25,7 +25,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--size", help="screen size WxH, e.g. 720x1280")
     p.add_argument("--fps", type=int)
     p.add_argument("--codec", choices=("auto", "h264", "vp8"))
-    p.add_argument("--guest", help="guest kind of the phones (simulated)")
+    p.add_argument("--guest", help="guest kind of the phones (simulated, qemu)")
     p.add_argument("--stamp", action="store_const", const=True, help="draw the latency probe")
     p.add_argument("--bitrate", type=int)
     p.add_argument("--min-bitrate", type=int)
@@ -46,6 +46,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
+    p.add_argument(
+        "--no-low-latency",
+        dest="low_latency",
+        action="store_const",
+        const=False,
+        help="let browsers smooth playback instead of rendering frames on arrival",
+    )
     p.add_argument("--log-level")
 
 

@@ -47,6 +47,7 @@ class EdgeConfig:
     ice_host_addresses: list[str] = field(default_factory=list)
     # "local=public" pairs for a 1:1 NAT.
     ice_announce: list[str] = field(default_factory=list)
+    low_latency: bool = True  # RTP playout-delay 0/0: browsers render frames on arrival
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
     log_level: str = "info"

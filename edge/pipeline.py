@@ -13,6 +13,7 @@ REMB -> `report_bandwidth` -> the codec's `BitrateController`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 log = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL_S = 0.3
+TRACE_FRAMES = 4096
 
 
 class PacketSubscriber(Protocol):
@@ -77,6 +79,9 @@ class Pipeline:
         self._epoch = time.monotonic()
         self._last_pts = -1
         self._closed = False
+        # frame id -> wall-clock times of its trip through the edge (benchmarks read this).
+        self.trace: collections.OrderedDict[int, dict[str, float | str]] = collections.OrderedDict()
+        self._wall_offset = time.time() - time.monotonic()
         self._decoder: StreamDecoder | None = None  # passthrough guest + another codec's viewer
         guest.attach(self)
 
@@ -151,6 +156,12 @@ class Pipeline:
         elif codec == self.passthrough_codec:
             self.guest.request_keyframe()
 
+    def note_sent(self, packet: EncodedPacket) -> None:
+        """A track handed `packet` to aiortc: the end of the edge's part of its trip."""
+        entry = self.trace.get(packet.frame_id)
+        if entry is not None and "sent" not in entry:
+            entry["sent"] = time.time()
+
     def report_bandwidth(self, codec: str, subscriber: PacketSubscriber, bps: int) -> None:
         stream = self._streams.get(codec)
         if stream is not None and stream.bitrate is not None:
@@ -220,6 +231,16 @@ class Pipeline:
             return
         now = time.monotonic()
         for packet in packets:
+            if len(stream.subscribers) and packet.frame_id not in self.trace:
+                offset = self._wall_offset
+                self.trace[packet.frame_id] = {
+                    "codec": packet.codec,
+                    "encodeStart": packet.encode_started_at + offset,
+                    "encodeEnd": packet.encoded_at + offset,
+                    "published": now + offset,
+                }
+                if len(self.trace) > TRACE_FRAMES:
+                    self.trace.popitem(last=False)
             stream.packets_out += 1
             stream.bytes_out += len(packet.data)
             stream.keyframes_out += packet.keyframe

@@ -28,6 +28,7 @@ from cloudphone.edge.audio_track import (
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
+from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
 from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
@@ -46,6 +47,8 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
+    # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
+    low_latency: bool = True
 
 
 def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
@@ -122,6 +125,9 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        if self.options.low_latency:
+            offer_playout_delay()
+            send_playout_delay(transceiver.sender, 0, 0)
         if guest_audio_codec(self.guest):  # the guest's own Opus, passed through
             self._audio = add_audio_transceiver(pc, self.guest)
 

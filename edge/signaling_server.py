@@ -45,7 +45,9 @@ class SignalingServer:
         authorizer: Authorizer,
         ice_servers_for: Callable[[str], list[IceServer]],
         announced_addresses: dict[str, str] | None = None,
+        low_latency: bool = True,
     ) -> None:
+        self.low_latency = low_latency
         self.node = node
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
@@ -132,7 +134,9 @@ class _Connection:
             )
             return False
         ice_servers = server.ice_servers_for(principal.name)
-        options = SessionOptions(hello.codec, tuple(ice_servers), server.announced)
+        options = SessionOptions(
+            hello.codec, tuple(ice_servers), server.announced, server.low_latency
+        )
         session = await server.node.open_session(hello.instance, principal.role, options)
         self.session = session
         guest = session.guest

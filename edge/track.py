@@ -65,6 +65,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         packet.time_base = TIME_BASE
         self.packets_sent += 1
         self.last_packet = item
+        self._pipeline.note_sent(item)
         return packet
 
     def deliver(self, item: EncodedPacket) -> None:

@@ -7,6 +7,8 @@ want=()
 command -v chromium >/dev/null 2>&1 || want+=(chromium chromium-driver)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || want+=(qemu-system-x86)
 [ -x /bin/busybox ] || want+=(busybox-static)
+[ -e /usr/include/libdrm/drm_mode.h ] || want+=(libdrm-dev)  # UAPI headers for the QEMU guest program
+command -v gcc >/dev/null 2>&1 || want+=(gcc libc6-dev)
 fc-list 2>/dev/null | grep -qi dejavu || want+=(fonts-dejavu-core)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
 if [ ${#want[@]} -eq 0 ]; then

@@ -13,6 +13,7 @@ a guest wants to say (screen size changed, clipboard, dial request, restarting) 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -98,6 +99,9 @@ class RawFrame:
     pixel_format: str
     captured_at: float  # time.monotonic() when the picture was made
     input_seq: int = 0  # sequence number of the last input applied before this picture
+    frame_id: int = 0  # the guest's own picture counter, for tracing a picture through the edge
+    # Row bands [y0, y1) that differ from the guest's previous picture; None: unknown (all).
+    damage: tuple[tuple[int, int], ...] | None = None
 
     @property
     def width(self) -> int:
@@ -107,6 +111,16 @@ class RawFrame:
     def height(self) -> int:
         rows = int(self.data.shape[0])
         return rows * 2 // 3 if self.pixel_format == "yuv420p" else rows
+
+
+def merge_damage(older: RawFrame, newer: RawFrame) -> RawFrame:
+    """`newer` with the damage of a skipped `older` picture folded in, so that a consumer that
+    never saw `older` still updates every row that changed since the picture before it."""
+    if newer.damage is None:
+        return newer
+    if older.damage is None or older.data.shape != newer.data.shape:
+        return dataclasses.replace(newer, damage=None)
+    return dataclasses.replace(newer, damage=older.damage + newer.damage)
 
 
 @dataclass(frozen=True, slots=True)

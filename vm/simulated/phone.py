@@ -45,7 +45,10 @@ class SimulatedPhone(Guest):
         self.render_ms = 0.0
         # (stamped frame counter, wall time rendered): lets a benchmark on this machine line up
         # the browser's display time of a frame with when it was drawn.
-        self.frame_log: collections.deque[tuple[int, float]] = collections.deque(maxlen=8192)
+        self.frame_log: collections.deque[dict[str, float | int | None]] = collections.deque(
+            maxlen=8192
+        )
+        self._arrivals: dict[int, float] = {}  # input seq -> wall time it reached the phone
         self._ui: PhoneUI | None = None
         self._pending: collections.deque[InputEvent] = collections.deque()
         self._input_seq = 0
@@ -56,6 +59,11 @@ class SimulatedPhone(Guest):
     @property
     def kind(self) -> str:
         return "simulated"
+
+    @property
+    def ui(self) -> PhoneUI | None:
+        """The phone's UI state, for inspection (owned by the render thread: read, never write)."""
+        return self._ui
 
     @property
     def capabilities(self) -> Capabilities:
@@ -95,6 +103,8 @@ class SimulatedPhone(Guest):
             log.info("%s: %s dropped, phone is %s", self.guest_id, type(event).__name__, self.state)
             return
         self._pending.append(event)
+        if self.stamp and event.seq:
+            self._arrivals[event.seq] = time.time()
         self._dirty.set()
 
     def request_refresh(self) -> None:
@@ -122,16 +132,38 @@ class SimulatedPhone(Guest):
         ui = self._ui
         assert ui is not None
         started = time.perf_counter()
+        render_start = time.time()
         while self._pending:
             event = self._pending.popleft()
             ui.apply(event)
             self._input_seq = max(self._input_seq, event.seq)
         image = ui.render(self._input_seq, self.frames_rendered, self.stamp)
         if self.stamp:
-            self.frame_log.append((self.frames_rendered & 0xFFFF, time.time()))
+            arrived = self._arrivals.pop(self._input_seq, None)
+            if len(self._arrivals) > 1024:
+                self._arrivals.clear()
+            self.frame_log.append(
+                {
+                    "frame": self.frames_rendered & 0xFFFF,
+                    "frameId": self.frames_rendered,
+                    "inputSeq": self._input_seq,
+                    "inputAt": arrived,
+                    "renderStart": render_start,
+                    "renderEnd": time.time(),
+                }
+            )
         self.frames_rendered += 1
         self.render_ms = (time.perf_counter() - started) * 1000.0
-        self._push_frame(RawFrame(image, "rgb24", time.monotonic(), self._input_seq))
+        self._push_frame(
+            RawFrame(
+                image,
+                "rgb24",
+                time.monotonic(),
+                self._input_seq,
+                self.frames_rendered - 1,
+                ui.last_damage,
+            )
+        )
 
     async def _clock_loop(self) -> None:
         while True:

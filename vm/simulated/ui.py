@@ -22,7 +22,7 @@ from cloudphone.vm.simulated.canvas import (
     stroke,
     text_sprite,
 )
-from cloudphone.vm.stamp import draw_stamp
+from cloudphone.vm.stamp import draw_stamp, strip_height
 
 BACKGROUND: Colour = (18, 22, 33)
 BAR: Colour = (8, 10, 16)
@@ -138,6 +138,8 @@ class TouchApp:
     canvas: np.ndarray = field(init=False)
     fingers: dict[int, tuple[int, int]] = field(default_factory=dict)
     strokes: int = 0
+    # Row bands changed since the last frame; None means everything.
+    damage: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         self.clear()
@@ -148,10 +150,21 @@ class TouchApp:
         self.canvas[:] = (12, 14, 20)
         self.fingers.clear()
         self.strokes = 0
+        self.damage = None
+
+    def _damage_rows(self, y0: int, y1: int) -> None:
+        if self.damage is not None:
+            self.damage.append((y0, y1))
 
     def touch(self, event: TouchEvent, x: int, y: int) -> None:
         colour = FINGER_COLOURS[event.pointer_id % len(FINGER_COLOURS)]
         radius = self.layout.u(9)
+        ring = self.layout.u(34) + 2
+        top = self.layout.content_top
+        self._damage_rows(top, top + self.layout.u(70))  # the counters in the label
+        previous = self.fingers.get(event.pointer_id)
+        low, high = (y, y) if previous is None else (min(previous[1], y), max(previous[1], y))
+        self._damage_rows(low - ring, high + ring + 1)
         if event.action == "down":
             self.fingers[event.pointer_id] = (x, y)
             self.strokes += 1
@@ -263,6 +276,9 @@ class PhoneUI:
         self._status_clock = ""
         self._status_bar = np.empty((0, width, 3), np.uint8)
         self._nav_bar = self._paint_nav_bar()
+        self._last_view: tuple[object, ...] | None = None
+        #: Row bands that differ from the previous render (None: the whole screen).
+        self.last_damage: tuple[tuple[int, int], ...] | None = None
 
     # -- input -----------------------------------------------------------------------------
 
@@ -360,8 +376,31 @@ class PhoneUI:
         top = self.layout.content_top + self.layout.u(100) + index * self.layout.u(150)
         return top, top + self.layout.u(130)
 
+    def _view(self) -> tuple[object, ...]:
+        """What decides the content area, apart from the Touch app's own damage."""
+        notes = self.notes.text if self.current == "Notes" else None
+        recents = tuple(self.recents) if self.current == "recents" else None
+        return (self.current, notes, recents)
+
+    def _take_damage(self, stamp: bool) -> tuple[tuple[int, int], ...] | None:
+        view = self._view()
+        touch_damage = self.touch_app.damage if self.current == "Touch" else []
+        self.touch_app.damage = []
+        if view != self._last_view or touch_damage is None:
+            self._last_view = view
+            return None
+        bands = list(touch_damage)
+        clock = time.strftime("%H:%M")
+        if clock != self._status_clock:
+            bands.append((0, self.layout.status_h))
+        if stamp:
+            bands.append((0, strip_height(self.layout.height)))
+        return tuple(bands)
+
     def render(self, input_seq: int, frame_counter: int, stamp: bool) -> np.ndarray:
+        """Draw the screen; `last_damage` then says which rows changed since the last call."""
         lay = self.layout
+        self.last_damage = self._take_damage(stamp)
         if self.current == "home":
             frame = self._home.copy()
         else:

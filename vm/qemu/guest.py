@@ -1,0 +1,454 @@
+"""`QemuGuest`: a QEMU virtual machine as a cloud phone behind the edge.
+
+Composition: `QemuProcess` (spawn, QMP, stop), a display source — `DbusDisplay` (QEMU's p2p
+D-Bus display, the default: QEMU pushes damage, nothing to poll or keep alive) or `RfbClient`
+(VNC on a unix socket, the portable path) — and `keymap` (input translation). Input goes over
+QMP `input-send-event` (~2 ms round trip): virtio-tablet absolute axes for touch,
+virtio-keyboard for keys. QEMU 7.2 has no multi-touch device, so the capabilities say one
+pointer and the page adapts.
+
+Supervision: a watcher waits for the first of "QEMU exited", "VNC closed", "QMP disconnected";
+unless we are stopping, that is a crash: viewers see `RESTARTING`, the guest is booted again
+(bounded by `RestartPolicy`) and `RUNNING` follows, or `FAILED` when restarts are used up.
+
+Latency stamps: the recipe guest (`phone.c`) draws the `vm.stamp` strip with the number of
+input reports it has applied. This class counts the reports it sends (one per
+`input-send-event` that changes a key or the pointer, the same rule the guest kernel applies
+when it drops no-op events), maps that count back to the edge's input sequence number and
+rewrites the strip in the captured frame, so downstream the stamp means what it means for the
+simulated phone. Frames without a stamp (other guests) pass unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cloudphone.vm.guest import (
+    Capabilities,
+    Guest,
+    GuestError,
+    GuestState,
+    InputEvent,
+    KeyEvent,
+    NavEvent,
+    RawFrame,
+    ScreenGeometry,
+    TextEvent,
+    TouchEvent,
+)
+from cloudphone.vm.qemu.dbus_display import DbusDisplay
+from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
+from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
+from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, RfbClient
+from cloudphone.vm.stamp import draw_stamp, read_stamp
+from qemu.qmp import QMPError, Runstate
+
+log = logging.getLogger(__name__)
+
+ABS_MAX = 0x7FFF  # QEMU's absolute axis range is 0..0x7FFF
+QmpEvent = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """At most `max_restarts` within `window_s`; wait `backoff_s` before each boot."""
+
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_s: float = 0.2
+
+
+def _key(qcode: str, down: bool) -> QmpEvent:
+    return {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
+
+
+class QemuGuest(Guest):
+    """Boots `config`, streams its screen and forwards input, restarting it when it dies."""
+
+    _reports_sent: int
+    _seq_by_report: collections.deque[tuple[int, int]]
+    _last_seq: int
+    _last_shown_seq: int
+    _pressed: set[str]
+    _abs: tuple[int, int] | None
+    _button: bool
+    _pointer: int | None
+
+    def __init__(
+        self,
+        guest_id: str,
+        config: QemuConfig,
+        *,
+        restart: RestartPolicy | None = None,
+        boot_timeout: float = 45.0,
+        keepalive: float | None = 0.02,
+    ) -> None:
+        super().__init__(guest_id, ScreenGeometry(config.width, config.height))
+        self.config = config
+        self.restart_policy = restart or RestartPolicy()
+        self.boot_timeout = boot_timeout
+        self.keepalive = keepalive
+        self.process: QemuProcess | None = None
+        self._rfb: RfbClient | None = None
+        self._display: RfbClient | DbusDisplay | None = None
+        self._capture: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._run_dir: Path | None = None
+        self._stopping = False
+        self._first_frame = asyncio.Event()
+        self._input_lock = asyncio.Lock()
+        self._restarts: collections.deque[float] = collections.deque()
+        self.restart_count = 0
+        self.boot_to_first_frame: float | None = None
+        self.frames = 0
+        self._reset_input_state()
+
+    # ------------------------------------------------------------------ Guest API
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(multitouch=False, max_pointers=1, text_input=True, rotation=True)
+
+    @property
+    def kind(self) -> str:
+        return "qemu"
+
+    async def start(self) -> None:
+        if self.state in (GuestState.RUNNING, GuestState.STARTING, GuestState.RESTARTING):
+            return
+        self._stopping = False
+        self._set_state(GuestState.STARTING)
+        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self.guest_id)[:40]
+        self._run_dir = Path(tempfile.mkdtemp(prefix=f"cloudphone-qemu-{safe_id}-"))
+        try:
+            await self._boot()
+        except BaseException:
+            await self._teardown()
+            self._remove_run_dir()
+            self._set_state(GuestState.FAILED)
+            raise
+        self._set_state(GuestState.RUNNING)
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and supervisor is not asyncio.current_task():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
+        await self._teardown()
+        self._remove_run_dir()
+        self._set_state(GuestState.STOPPED)
+
+    async def send_input(self, event: InputEvent) -> None:
+        process = self.process
+        qmp = process.qmp if process is not None else None
+        if self.state != GuestState.RUNNING or qmp is None:
+            log.info("%s: guest %s, dropping input %r", self.guest_id, self.state, event)
+            return
+        reports = self._translate(event)
+        if not reports:
+            return
+        async with self._input_lock:
+            try:
+                for events in reports:
+                    await qmp.execute("input-send-event", {"events": events})
+                    self._reports_sent += 1
+                    # intermediate reports keep the previous seq; the last one carries this event's
+                    self._seq_by_report.append((self._reports_sent, self._last_seq))
+                self._last_seq = event.seq
+                self._seq_by_report[-1] = (self._reports_sent, event.seq)
+            except Exception as exc:
+                log.warning("%s: input dropped, QMP failed: %s", self.guest_id, exc)
+                return
+        if self._rfb is not None:
+            self._rfb.poke()
+
+    def request_refresh(self) -> None:
+        """Push the current picture again (a viewer joined): an idle guest sends no damage."""
+        display = self._display
+        if display is not None and self._first_frame.is_set():
+            self._on_update(display.framebuffer, time.monotonic())
+
+    # ------------------------------------------------------------------ boot and supervision
+
+    async def _boot(self) -> None:
+        assert self._run_dir is not None
+        self._reset_input_state()
+        self._first_frame.clear()
+        process = QemuProcess(self.config, self._run_dir)
+        self.process = process
+        started = time.monotonic()
+        await process.start()
+        deadline = started + self.boot_timeout
+        display: RfbClient | DbusDisplay
+        if self.config.capture == "dbus":
+            display = DbusDisplay(process.qmp, self._on_update, self._on_resize)
+            try:
+                await display.connect()
+            except (OSError, QMPError) as exc:
+                raise GuestError(f"cannot attach to QEMU's D-Bus display: {exc!r}") from exc
+        else:
+            display = rfb = RfbClient(
+                process.vnc_path, self._on_update, self._on_resize, keepalive=self.keepalive
+            )
+            while True:
+                try:
+                    await rfb.connect()
+                    break
+                except OSError as exc:
+                    if not process.running or time.monotonic() > deadline:
+                        raise GuestError(f"cannot reach QEMU's VNC socket: {exc}") from exc
+                    await asyncio.sleep(0.05)
+            self._rfb = rfb
+        self._display = display
+        self._capture = asyncio.get_running_loop().create_task(display.run())
+        waiter = asyncio.ensure_future(self._first_frame.wait())
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, exited, self._capture},
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiter.cancel()
+            exited.cancel()
+        if waiter not in done:
+            tail = process.serial_tail(400).strip() or process.error_tail()
+            why = "exited" if not process.running else f"showed nothing in {self.boot_timeout} s"
+            raise GuestError(f"qemu guest {why}; last output: {tail}")
+        self.boot_to_first_frame = time.monotonic() - started
+        log.info("%s: first frame %.2f s after start", self.guest_id, self.boot_to_first_frame)
+
+    async def _supervise(self) -> None:
+        """Restart the guest when QEMU, its VNC or its QMP connection goes away."""
+        while not self._stopping:
+            reason = await self._wait_for_fault()
+            if self._stopping:
+                return
+            log.warning("%s: %s; restarting", self.guest_id, reason)
+            if not self._may_restart():
+                log.error("%s: restarts used up, giving up", self.guest_id)
+                await self._teardown()
+                self._set_state(GuestState.FAILED)
+                return
+            self._set_state(GuestState.RESTARTING)
+            await self._teardown()
+            await asyncio.sleep(self.restart_policy.backoff_s)
+            try:
+                await self._boot()
+            except GuestError as exc:
+                log.error("%s: restart failed: %s", self.guest_id, exc)
+                continue  # the next fault check sees the dead process
+            self.restart_count += 1
+            self._set_state(GuestState.RUNNING)
+
+    async def _wait_for_fault(self) -> str:
+        process = self.process
+        capture = self._capture
+        if process is None or capture is None or not process.running:
+            return "qemu is not running"
+        tasks: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(process.wait()): "qemu exited",
+            asyncio.ensure_future(asyncio.shield(capture)): "display connection closed",
+        }
+        qmp = process.qmp
+        if qmp is not None:
+            tasks[asyncio.ensure_future(self._qmp_gone(qmp))] = "QMP disconnected"
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return next(tasks[t] for t in done)
+
+    @staticmethod
+    async def _qmp_gone(qmp: Any) -> None:
+        while qmp.runstate == Runstate.RUNNING:
+            await qmp.runstate_changed()
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        policy = self.restart_policy
+        while self._restarts and now - self._restarts[0] > policy.window_s:
+            self._restarts.popleft()
+        if len(self._restarts) >= policy.max_restarts:
+            return False
+        self._restarts.append(now)
+        return True
+
+    async def _teardown(self) -> None:
+        capture, self._capture = self._capture, None
+        display, self._display = self._display, None
+        self._rfb = None
+        if capture is not None:
+            capture.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await capture
+        if display is not None:
+            await display.close()
+        process, self.process = self.process, None
+        if process is not None:
+            await process.stop()
+
+    def _remove_run_dir(self) -> None:
+        run_dir, self._run_dir = self._run_dir, None
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ frames
+
+    def _on_resize(self, width: int, height: int) -> None:
+        if self._first_frame.is_set():  # boot-time text modes are not the phone's screen
+            self._set_screen(ScreenGeometry(width, height))
+
+    def _on_update(self, framebuffer: np.ndarray, received_at: float) -> None:
+        if framebuffer.size == 0:
+            return
+        data = framebuffer.copy()  # the frame must own its pixels; ~1 ms for 720x1280
+        stamp = read_stamp(data)
+        seq = self._last_shown_seq
+        if stamp is not None:
+            seq = self._seq_for_report(stamp.input_seq)
+            draw_stamp(data, seq, stamp.frame)
+            self._last_shown_seq = seq
+            if not self._first_frame.is_set():
+                self._set_screen(ScreenGeometry(data.shape[1], data.shape[0]))
+                self._first_frame.set()
+        elif not self._first_frame.is_set():
+            return  # still booting: the firmware/console picture is not for viewers
+        self.frames += 1
+        self._push_frame(
+            RawFrame(
+                data=data, pixel_format=PIXEL_FORMAT_NAME, captured_at=received_at, input_seq=seq
+            )
+        )
+
+    def _seq_for_report(self, shown: int) -> int:
+        """The edge seq of the input whose last report is `shown` (16-bit count from the guest)."""
+        for count, seq in reversed(self._seq_by_report):
+            if count & 0xFFFF == shown:
+                return seq
+        return self._last_shown_seq if shown else 0
+
+    # ------------------------------------------------------------------ input
+
+    def _reset_input_state(self) -> None:
+        self._reports_sent = 0
+        self._seq_by_report = collections.deque(maxlen=1024)
+        self._last_seq = 0
+        self._last_shown_seq = 0
+        self._pressed = set()
+        self._abs: tuple[int, int] | None = None
+        self._button = False
+        self._pointer: int | None = None
+
+    def _translate(self, event: InputEvent) -> list[list[QmpEvent]]:
+        """QMP event batches for one input, skipping what would not change the guest's state."""
+        if isinstance(event, TouchEvent):
+            return self._translate_touch(event)
+        if isinstance(event, KeyEvent):
+            qcode = qcode_for_dom(event.code)
+            if qcode is None:
+                log.info("%s: no guest key for %r, dropped", self.guest_id, event.code)
+                return []
+            return self._translate_key(qcode, event.action, event.shift)
+        if isinstance(event, TextEvent):
+            strokes, unmapped = strokes_for_text(event.text)
+            if unmapped:
+                log.info("%s: cannot type %r on a US keyboard, dropped", self.guest_id, unmapped)
+            reports: list[list[QmpEvent]] = []
+            for qcode, shift in strokes:
+                reports += self._translate_key(qcode, "press", shift)
+            return reports
+        if isinstance(event, NavEvent):
+            return self._translate_key(NAV_TO_QCODE[event.key], "press", False)
+        raise TypeError(f"not an input event: {event!r}")
+
+    def _translate_key(self, qcode: str, action: str, shift: bool) -> list[list[QmpEvent]]:
+        """One report per key action; a key already in the wanted state sends nothing."""
+        pressed = self._pressed
+        if action == "down":
+            if qcode in pressed:
+                return []
+            pressed.add(qcode)
+            return [[_key(qcode, True)]]
+        if action == "up":
+            if qcode not in pressed:
+                return []
+            pressed.discard(qcode)
+            return [[_key(qcode, False)]]
+        events = [] if qcode in pressed else [_key(qcode, True)]
+        events.append(_key(qcode, False))
+        pressed.discard(qcode)
+        if shift and not pressed & {"shift", "shift_r"} and qcode not in ("shift", "shift_r"):
+            events = [_key("shift", True), *events, _key("shift", False)]
+        return [events]
+
+    def _translate_touch(self, event: TouchEvent) -> list[list[QmpEvent]]:
+        if self._pointer is None and event.action == "down":
+            self._pointer = event.pointer_id
+        if event.pointer_id != self._pointer:
+            return []  # single touch: other fingers are ignored
+        x = round(min(1.0, max(0.0, event.x)) * ABS_MAX)
+        y = round(min(1.0, max(0.0, event.y)) * ABS_MAX)
+        events: list[QmpEvent] = []
+        if self._abs is None or self._abs[0] != x:
+            events.append({"type": "abs", "data": {"axis": "x", "value": x}})
+        if self._abs is None or self._abs[1] != y:
+            events.append({"type": "abs", "data": {"axis": "y", "value": y}})
+        self._abs = (x, y)
+        down = event.action in ("down", "move")
+        if down != self._button:
+            events.append({"type": "btn", "data": {"down": down, "button": "left"}})
+            self._button = down
+        if event.action in ("up", "cancel"):
+            self._pointer = None
+        return [events] if events else []
+
+
+def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
+    """`InstancePool` factory: `spec.options` may hold kernel, initrd, disk, append, arch,
+    memory (MiB), cpus, accel, binary; without kernel/disk the recipe image is used."""
+    from cloudphone.vm.qemu.image import KERNEL_CMDLINE, ensure_image
+
+    options = dict(spec.options)
+    kernel = options.get("kernel")
+    disk = options.get("disk")
+    initrd = options.get("initrd")
+    append = options.get("append")
+    if kernel is None and disk is None:
+        try:
+            image = ensure_image()
+        except Exception as exc:
+            raise GuestError(f"no qemu image configured and the recipe failed: {exc}") from exc
+        kernel, initrd = image.kernel, image.initrd
+        append = append if append is not None else image.cmdline
+    config = QemuConfig(
+        kernel=Path(kernel) if kernel else None,
+        initrd=Path(initrd) if initrd else None,
+        disk=Path(disk) if disk else None,
+        append=str(append if append is not None else KERNEL_CMDLINE),
+        arch=str(options.get("arch", "x86_64")),
+        memory_mb=int(options.get("memory", 256)),
+        cpus=int(options.get("cpus", 1)),
+        width=int(spec.width),
+        height=int(spec.height),
+        accel=str(options.get("accel", "tcg")),
+        capture=str(options.get("capture", "dbus")),
+        binary=options.get("binary"),
+    )
+    return QemuGuest(guest_id, config, keepalive=options.get("keepalive", 0.02))
