@@ -172,4 +172,10 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
+    if config.control_db:
+        from cloudphone.edge.control import ControlConfig, setup_control
+
+        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
+        signaling.authorizer = plane.authorizer  # only connect tokens and admin tokens now
     return app

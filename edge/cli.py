@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from cloudphone.edge.app import NODE, create_app
 from cloudphone.edge.config import ConfigError, EdgeConfig, load_config
+from cloudphone.edge.control.cli import add_admin_parser
 
 log = logging.getLogger("cloudphone")
 
@@ -45,6 +46,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
+    p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
     p.add_argument(
         "--no-low-latency",
@@ -60,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloudphone", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_admin_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "admin":
+        return int(args.func(args))
     if args.command == "serve":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         try:

@@ -50,6 +50,7 @@ class EdgeConfig:
     low_latency: bool = True  # RTP playout-delay 0/0: browsers render frames on arrival
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
+    control_db: str = ""  # SQLite file of the control plane (/api/v1); empty: no control plane
     log_level: str = "info"
     instances: list[dict[str, Any]] = field(
         default_factory=list
