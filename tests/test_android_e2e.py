@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from cloudphone.edge.client import PhoneClient
+from cloudphone.vm.android.guest import AndroidGuest
 from cloudphone.vm.guest import GuestState
 from cloudphone.vm.pool import GuestSpec
 
@@ -268,16 +270,19 @@ async def test_opus_audio_passes_through(android: AndroidEdge) -> None:
     audio = [r.track for r in viewer.pc.getReceivers() if r.track.kind == "audio"]
     assert len(audio) == 1
     frames = [await asyncio.wait_for(audio[0].recv(), 5) for _ in range(10)]
-    assert all(f.sample_rate == 48000 for f in frames)  # decoded by the viewer, never by the edge
+    # Decoded by the viewer, never by the edge.
+    assert all(isinstance(f, av.AudioFrame) and f.sample_rate == 48000 for f in frames)
     assert phone.audio_packets_sent >= 10
-    assert android.edge.pool.get("droid-audio").audio_codec == "opus"
+    guest = android.edge.pool.get("droid-audio")
+    assert isinstance(guest, AndroidGuest) and guest.audio_codec == "opus"
     await eventually(lambda: viewer.frames_received >= 5)
     assert android.edge.node.pipeline("droid-audio").encoders_created == 0
 
     # Android 10: the device disables audio (codec id 0); video goes on, no audio track offered.
     quiet = await android.edge.viewer("droid-android10", codec="h264")
     assert [r for r in quiet.pc.getReceivers() if r.track.kind == "audio"] == []
-    assert android.edge.pool.get("droid-android10").audio_codec is None
+    quiet_guest = android.edge.pool.get("droid-android10")
+    assert isinstance(quiet_guest, AndroidGuest) and quiet_guest.audio_codec is None
     await eventually(lambda: quiet.frames_received >= 5)
     assert old.audio_packets_sent == 0
 
