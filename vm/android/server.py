@@ -84,6 +84,7 @@ class ScrcpyConnection:
         self._audio: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._audio_demuxer: AudioDemuxer | None = None
         self._shell: AdbStream | None = None
+        self._shell_task: asyncio.Task[None] | None = None
         self._video: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._demuxer: VideoDemuxer | None = None
@@ -165,7 +166,8 @@ class ScrcpyConnection:
                 video = await self.adb.open_local_abstract(serial, name)
                 break
             except AdbError:
-                if self._shell_task.done() or time.monotonic() > deadline:
+                shell_ended = self._shell_task is not None and self._shell_task.done()
+                if shell_ended or time.monotonic() > deadline:
                     await asyncio.sleep(0.05)  # let the shell's last words arrive
                     raise
                 await asyncio.sleep(0.05)
@@ -210,6 +212,7 @@ class ScrcpyConnection:
         """Pump the sockets until the server ends (StreamEnded) or misbehaves (ProtocolError)."""
         assert self._demuxer is not None
         video = asyncio.create_task(self._video_loop(self._demuxer))
+        assert self._shell_task is not None
         tasks = [video, self._shell_task]
         if self._control is not None:
             tasks.append(asyncio.create_task(self._device_messages(self._control[0])))
@@ -310,7 +313,7 @@ class ScrcpyConnection:
                 pair[1].close()
         if self._shell is not None:
             await self._shell.close()
-        task = getattr(self, "_shell_task", None)
+        task = self._shell_task
         if task is not None:
             task.cancel()
             with contextlib.suppress(BaseException):
