@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import append_results_row, results_dir, save_json
+from .common import append_results_row, results_dir, save_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

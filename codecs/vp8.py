@@ -16,10 +16,13 @@ class Vp8Encoder(FFmpegVideoEncoder):
     def _options(self, bitrate: int) -> dict[str, str]:
         return {
             "deadline": "realtime",
-            "cpu-used": "8",
+            # Fastest real-time speed, and skip blocks that did not change: a phone UI is
+            # mostly still. Interleaved on the same frames: 10.3 vs 15.7 ms/frame at 720x1280
+            # against cpu-used 8 / static-thresh 0, and smaller frames.
+            "cpu-used": "16",
             "lag-in-frames": "0",
             "error-resilient": "1",
-            "static-thresh": "0",
+            "static-thresh": "100",
             "undershoot-pct": "95",
             "overshoot-pct": "20",
             "max-intra-rate": "300",
