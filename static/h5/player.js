@@ -85,6 +85,8 @@ async function onSignal(msg) {
     case "welcome":
       state.welcome = msg;
       state.session = msg.session;
+      // A single-touch guest (QEMU 7.2's tablet) gets only the first finger, not a jumble.
+      pointerIds.max = msg.capabilities?.multitouch === false ? 1 : (msg.capabilities?.maxPointers || 10);
       createPeer(msg.iceServers || []);
       break;
     case "offer":
