@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 
-from cloudphone.edge.auth import AccessDenied, Principal
+from cloudphone.edge.auth import AccessDenied, Authorizer, Principal
 from cloudphone.edge.control.auth import AdminAuth
 from cloudphone.edge.control.clock import Clock
 from cloudphone.edge.control.phones import PhoneState
@@ -69,18 +69,29 @@ class ConnectTokens:
 
 
 class ControlAuthorizer:
-    """Admin tokens open any phone; connect tokens open the one phone bound to their user."""
+    """Admin tokens open any phone; connect tokens open the one phone bound to their user.
 
-    def __init__(self, store: Store, tokens: ConnectTokens, admin: AdminAuth) -> None:
+    Phones the control plane does not know (created by the edge's own configuration) are left
+    to `fallback`, the edge's own policy; phones it sold never are.
+    """
+
+    def __init__(self, store: Store, tokens: ConnectTokens, admin: AdminAuth,
+                 fallback: Authorizer | None = None) -> None:
         self.store = store
         self.tokens = tokens
         self.admin = admin
+        self.fallback = fallback
 
     async def authorize(self, token: str | None, instance: str, role: str) -> Principal:
+        if token and not token.startswith(PREFIX + ".") and await self.admin.check(token):
+            return Principal(name="admin", role=role, kind="admin")
+        if self.fallback is not None:
+            async with self.store.transaction() as tx:
+                managed = await tx.fetchone("SELECT 1 AS x FROM phones WHERE id = ?", (instance,))
+            if managed is None:
+                return await self.fallback.authorize(token, instance, role)
         if not token:
             raise AccessDenied("unauthorized", "a token is required")
-        if not token.startswith(PREFIX + ".") and await self.admin.check(token):
-            return Principal(name="admin", role=role, kind="admin")
         claims = self.tokens.check(token)
         if claims is None:
             raise AccessDenied("unauthorized", "the token is invalid or expired")
