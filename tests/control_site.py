@@ -116,7 +116,8 @@ class Site:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no code was sent for {challenge}")
 
-    async def seed(self, *, users: int = 2, password: str = "correct horse 1") -> dict[str, Any]:
+    async def seed(self, *, users: int = 2, password: str = "correct horse 1",
+                   money: int = 100_000) -> dict[str, Any]:
         """An org, `users` users (user0, user1...), money, and no phones yet."""
         org = await self.admin.call("POST", "/orgs", 201, json_body={"name": "Sales"})
         made = []
@@ -124,7 +125,8 @@ class Site:
             made.append(await self.admin.call("POST", "/users", 201, json_body={
                 "login": f"user{i}", "name": f"User {i}", "mobile": f"+861380000{i:04d}",
                 "org_id": org["id"], "password": password}))
-        await self.admin.call("POST", "/account/recharge", json_body={"amount_cents": 100_000})
+        if money:
+            await self.admin.call("POST", "/account/recharge", json_body={"amount_cents": money})
         return {"org": org, "users": made, "password": password}
 
     async def buy(self, count: int = 1, flavor: str = "quiet", name: str = "ph") -> list[str]:

@@ -114,3 +114,41 @@ async def test_login_code_trust_select_enter_touch_logout_and_back_without_a_cod
             await _wait_playing(page)
         finally:
             await browser.close()
+
+
+async def test_admin_console_recharges_buys_assigns_and_shows_the_ledger(site: Site) -> None:
+    from playwright.async_api import async_playwright
+
+    seeded = await site.seed(money=0)
+    await site.admin.call("PATCH", f"/users/{seeded['users'][1]['id']}", json_body={"role": "admin"})
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = await (await browser.new_context(viewport={"width": 1100, "height": 900})).new_page()
+            page.on("dialog", lambda dialog: dialog.accept())
+            await page.goto(site.url("/h5/login.html"))
+            assert await _login(page, site, "user1", seeded["password"], trust=False)
+            await page.wait_for_url("**/h5/admin.html")
+            await page.wait_for_function("window.cloudphoneAdmin?.ready")
+            await page.fill("#recharge-amount", "12.34")
+            await page.click("#recharge-form button")
+            await page.wait_for_function("document.getElementById('balance').textContent === '12.34'")
+            await page.select_option("#buy-flavor", "quiet")
+            await page.fill("#buy-name", "web")
+            await page.fill("#buy-count", "2")
+            await page.click("#buy-form button")
+            await page.wait_for_function("document.querySelectorAll('#phones tr').length === 2")
+            first = await page.get_attribute("#phones tr", "data-id")
+            await page.select_option(f"#phones tr[data-id='{first}'] select", str(seeded["users"][0]["id"]))
+            await page.wait_for_function(
+                f"document.querySelector(\"#phones tr[data-id='{first}']\").textContent.includes('user0')")
+            await page.click(f"#phones tr[data-id='{first}'] button:text('delete')")
+            await page.wait_for_function("document.querySelectorAll('#phones tr').length === 1")
+            kinds = await page.eval_on_selector_all("#ledger tr td:nth-child(2)", "els => els.map(e => e.textContent)")
+            assert kinds[-1] == "recharge"
+            assert await page.inner_text("#error") == ""
+        finally:
+            await browser.close()
+    phone = await site.admin.call("GET", f"/phones/{first}")
+    assert phone["state"] == "released" and phone["user_id"] is None
+    assert (await site.admin.call("GET", "/account"))["balance_cents"] == 1234

@@ -75,3 +75,17 @@ async def test_unassigning_ends_the_users_live_session(site: Site) -> None:
     assert err.value.code == "forbidden"
     await alice["browser"].call("POST", f"/me/phones/{a_phone}/connect", 403)
     assert (await alice["browser"].call("GET", "/me/phones"))["count"] == 0
+
+
+async def test_edge_phones_keep_the_edge_policy_and_sold_phones_need_tokens(site: Site) -> None:
+    from cloudphone.edge.auth import DevelopmentAuthorizer
+    from cloudphone.vm.pool import GuestSpec
+
+    site.plane.authorizer.fallback = DevelopmentAuthorizer()  # as `make run` in dev mode
+    await site.plane.pool.create("dev-1", GuestSpec("simulated", 320, 568, 30, {"stamp": True}))
+    open_view = await site.viewer("dev-1", None)
+    await open_view.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
+    [sold] = await site.buy(flavor="probe")
+    with pytest.raises(SignalingError) as err:
+        await site.viewer(sold, None)
+    assert err.value.code == "unauthorized"

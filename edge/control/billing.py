@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cloudphone.edge.control import ledger
@@ -134,6 +135,8 @@ class Billing:
         self.clock = clock
         self.lock = lock  # shared with phone actions so pool effects never interleave
         self.ticks = 0
+        # Other periodic work (login housekeeping) run after each round: f(now).
+        self.chores: list[Callable[[int], Awaitable[None]]] = []
         self._ticked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -214,6 +217,8 @@ class Billing:
             await self.bill_due(now)
             fx = await self.enforce(now)
             await fx.apply(self.fleet)
+        for chore in self.chores:
+            await chore(now)
         self.ticks += 1
         self._ticked.set()
         self._ticked = asyncio.Event()

@@ -243,6 +243,16 @@ class Logins:
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                 (self.now(), user_id))
 
+    async def prune(self, now: int) -> None:
+        """Forget what can no longer matter: old failures, spent challenges, dead sessions."""
+        day = 86400
+        async with self.store.transaction() as tx:
+            await tx.execute("DELETE FROM auth_failures WHERE at < ?",
+                             (now - self.config.fail_window_s - day,))
+            await tx.execute("DELETE FROM challenges WHERE expires_at < ?", (now - day,))
+            await tx.execute("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?",
+                             (now - day, now - day))
+
     # -- trusted browsers ---------------------------------------------------------------------
 
     async def devices(self, user_id: int) -> list[dict[str, Any]]:
