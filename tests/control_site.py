@@ -21,10 +21,12 @@ from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.config import load_config
 from cloudphone.edge.control import ControlConfig, ControlPlane, Flavor, ManualClock, setup_control
 from cloudphone.edge.control.notifier import JsonlSender
+from cloudphone.edge.control.openapi import openapi_document
 
-from tests.control_support import LedgerGuest, make_pool
+from tests.control_support import LedgerGuest, check_documented, make_pool
 
 TOKEN = "site-admin-token"
+DOC = openapi_document()
 PROBE = Flavor("probe", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
                year_cents=10000, guest_options={"stamp": True})
 QUIET = Flavor("quiet", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
@@ -50,6 +52,7 @@ class Browser:
             body = await resp.json()
             self.last = resp
             assert resp.status == expect, (resp.status, body)
+            check_documented(DOC, method, path, resp.status, body)
             return body
 
     async def login(self, account: str, password: str, expect: int = 200) -> Any:
