@@ -51,20 +51,24 @@ class ConnectTokens:
         body = f"{PREFIX}.{user_id}.{phone_id}.{expires}"
         return f"{body}.{self._sign(body)}", expires
 
-    def check(self, token: str) -> tuple[int, str] | None:
-        """(user id, phone id) of a well-signed, unexpired token; None otherwise."""
+    def check(self, token: str) -> tuple[int, str]:
+        """(user id, phone id) of a well-signed, unexpired token; AccessDenied otherwise.
+
+        A token of our shape whose signature does not match was altered or made up by someone
+        reaching for a phone: that is `forbidden`, like any other phone not theirs.
+        """
         parts = token.split(".")
         if len(parts) != 5 or parts[0] != PREFIX:
-            return None
+            raise AccessDenied("unauthorized", "the token is not a connect token")
         body, sig = ".".join(parts[:4]), parts[4]
         if not hmac.compare_digest(self._sign(body), sig):
-            return None
+            raise AccessDenied("forbidden", "the token was not issued for this")
         try:
             user_id, expires = int(parts[1]), int(parts[3])
         except ValueError:
-            return None
+            raise AccessDenied("forbidden", "the token was not issued for this") from None
         if expires <= int(self.clock.now()):
-            return None
+            raise AccessDenied("unauthorized", "the token expired; ask for a new one")
         return user_id, parts[2]
 
 
@@ -92,10 +96,7 @@ class ControlAuthorizer:
                 return await self.fallback.authorize(token, instance, role)
         if not token:
             raise AccessDenied("unauthorized", "a token is required")
-        claims = self.tokens.check(token)
-        if claims is None:
-            raise AccessDenied("unauthorized", "the token is invalid or expired")
-        user_id, phone_id = claims
+        user_id, phone_id = self.tokens.check(token)
         if phone_id != instance:
             raise AccessDenied("forbidden", "this token is for another phone")
         async with self.store.transaction() as tx:
