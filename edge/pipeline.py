@@ -188,10 +188,12 @@ class Pipeline:
                 "%s: transcoding %s -> %s for a viewer that cannot take the guest's own stream",
                 self.guest.guest_id, self.passthrough_codec, stream.codec,
             )  # fmt: skip
+
+            def on_decoded(frame: RawFrame) -> None:
+                self._loop.call_soon_threadsafe(self._push_transcoded, frame)
+
             self._decoder = StreamDecoder(
-                self.passthrough_codec,
-                lambda frame: self._loop.call_soon_threadsafe(self._push_transcoded, frame),
-                name=f"decoder-{self.guest.guest_id}",
+                self.passthrough_codec, on_decoded, name=f"decoder-{self.guest.guest_id}"
             )
 
         def on_packets(packets: list[EncodedPacket], codec: str = stream.codec) -> None:
