@@ -173,9 +173,11 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
     if config.control_db:
-        from cloudphone.edge.control import ControlConfig, setup_control
+        from cloudphone.edge.control import setup_control
+        from cloudphone.edge.control.config import load_control_config
 
-        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        control = load_control_config(config.control_config or None, db_path=config.control_db,
+                                      admin_token=config.admin_token or None)
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
         # Its phones need its tokens; phones from this config keep the edge's own policy.
         plane.authorizer.fallback = signaling.authorizer

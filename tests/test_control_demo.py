@@ -43,3 +43,39 @@ async def test_demo_tenant_is_seeded_once_and_survives_a_restart(
             await server.close()
         out = capsys.readouterr().out
         assert "account 'demo'  password 'demo-pass-1234'" in out, boot
+
+
+async def test_regions_zones_and_flavors_come_from_the_control_config_file(
+    tmp_path: Path,
+) -> None:
+    toml = tmp_path / "control.toml"
+    toml.write_text(
+        'node_zones = ["ap-1b"]\nmax_count = 3\n'
+        '[[regions]]\nname = "ap"\nzones = ["ap-1a", "ap-1b"]\ntitle = "Asia Pacific"\n'
+        '[[flavors]]\nname = "tiny"\nwidth = 240\nheight = 426\nfps = 15\n'
+        'on_demand_cents_per_hour = 3\nmonth_cents = 900\nyear_cents = 9000\n')
+    config = load_config(environ={}, overrides={
+        "ice_host_addresses": ["127.0.0.1"], "phones": 0, "admin_token": "t",
+        "control_db": str(tmp_path / "c.db"), "control_config": str(toml)})
+    server = TestServer(create_app(config), host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as http:
+            async with http.get(server.make_url("/api/v1/regions")) as resp:
+                assert (await resp.json())["regions"] == [{
+                    "name": "ap", "title": "Asia Pacific",
+                    "zones": [{"name": "ap-1a", "served": False},
+                              {"name": "ap-1b", "served": True}]}]
+            async with http.get(server.make_url("/api/v1/flavors")) as resp:
+                assert [f["name"] for f in (await resp.json())["flavors"]] == ["tiny"]
+            order = {"region": "ap", "zone": "ap-1b", "flavor": "tiny", "name": "t",
+                     "count": 4, "billing": {"mode": "on_demand"}}
+            async with http.post(server.make_url("/api/v1/orders"), json=order) as resp:
+                assert resp.status == 400  # above this file's max_count
+            async with http.post(server.make_url("/api/v1/orders"),
+                                 json={**order, "count": 2}) as resp:
+                assert resp.status == 201
+                phones = (await resp.json())["phones"]
+        assert {server.app[POOL].get(p["id"]).screen.width for p in phones} == {240}
+    finally:
+        await server.close()
