@@ -93,8 +93,10 @@ async def test_login_code_trust_select_enter_touch_logout_and_back_without_a_cod
             await _tap_icon(page, "Touch")
             await eventually(lambda: phone.ui is not None and phone.ui.current == "Touch")
 
-            await page.goto(site.url("/h5/phones.html"))
+            await page.click("#title a")  # back to the selection, the last phone still chosen
+            await page.wait_for_url("**/h5/phones.html")
             await page.wait_for_function("window.cloudphonePhones?.count === 2")
+            assert await page.get_attribute(f"li[data-id='{second}']", "aria-selected") == "true"
             await page.click("#logout")
             await page.wait_for_url("**/h5/login.html")
             assert not await _login(page, site, "user0", seeded["password"], trust=False)

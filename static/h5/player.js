@@ -19,6 +19,11 @@ const screenEl = $("screen");
 const statusEl = $("status");
 const overlay = $("overlay");
 const banner = $("banner");
+if (tokenUrl) {  // a logged-in user switches phones on the selection page
+  const back = Object.assign(document.createElement("a"), { href: "/h5/phones.html", textContent: "‹ my phones" });
+  back.style.color = "inherit";
+  $("title").replaceChildren(back);
+}
 
 // State shared with tests and benchmarks (read-only for them: input goes through real events).
 const state = (window.cloudphone = {
