@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
@@ -324,3 +325,16 @@ async def test_old_login_records_are_pruned(site: Site) -> None:
         left = [await tx.fetchone(f"SELECT COUNT(*) AS n FROM {t}")
                 for t in ("auth_failures", "challenges", "sessions")]
     assert [r["n"] for r in left if r] == [0, 0, 0]
+
+
+async def test_a_code_raced_by_two_requests_opens_one_session(site: Site) -> None:
+    seeded = await site.seed()
+    b1, b2 = site.browser(), site.browser()
+    reply = await b1.login("user0", seeded["password"])
+    code = await site.code_for(reply["challenge"])
+    body = {"challenge": reply["challenge"], "code": code, "trust_browser": False}
+    results = await asyncio.gather(*(
+        b.http.post(site.url("/api/v1/auth/verify"), json=body) for b in (b1, b2)))
+    for r in results:
+        r.release()
+    assert sorted(r.status for r in results) == [200, 401]
