@@ -423,3 +423,22 @@ async def test_a_real_kill_9_between_metering_and_billing(tmp_path: Path) -> Non
         assert await rig.balance() == 1000 - 7
     finally:
         await rig.close()
+
+
+async def test_a_phone_released_for_arrears_still_pays_its_last_seconds(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "a.db", make_config(arrears_s=10))
+    await rig.boot()
+    try:
+        a, b = await rig.order(2)
+        rig.clock.advance(1800)
+        await rig.plane.orders.delete(rig.plane.account_id, a)  # final bill: balance -3
+        assert (await rig.phone(b))["state"] == "frozen"  # its 1800 s are metered, not billed
+        rig.clock.advance(11)  # released for arrears before its hourly bill came
+        await rig.plane.billing.tick()
+        phone = await rig.phone(b)
+        assert phone["state"] == "released"
+        assert phone["billing"]["metered_seconds"] == 1800
+        assert phone["billing"]["billed_cents"] == 1800 * 7 // 3600
+        assert await rig.balance() == -2 * (1800 * 7 // 3600)
+    finally:
+        await rig.close()

@@ -202,6 +202,7 @@ class Billing:
 
     @staticmethod
     async def _release(tx: Tx, phone_id: str, now: int, reason: str, fx: Effects) -> None:
+        await bill_phone(tx, phone_id, now)  # a final bill for anything metered and not billed
         await tx.execute(
             "UPDATE phones SET state = ?, released_at = ?, release_reason = ?, user_id = NULL"
                     " WHERE id = ?",
