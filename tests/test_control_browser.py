@@ -34,6 +34,7 @@ async def _login(page: Any, site: Site, account: str, password: str, *, trust: b
         " || !location.pathname.endsWith('login.html')")
     if not await page.is_visible("#code-form"):
         return False
+    assert not await page.is_visible("#password-form")  # one step at a time
     await eventually(lambda: len([n for n in site.notices()
                                   if n["kind"] == "verification_code"]) > codes_before)
     code = [n for n in site.notices() if n["kind"] == "verification_code"][-1]["payload"]["code"]
