@@ -104,6 +104,9 @@ async def test_login_code_trust_select_enter_touch_logout_and_back_without_a_cod
             await page.wait_for_url("**/h5/phones.html")  # trusted: no code this time
             codes = [n for n in site.notices() if n["kind"] == "verification_code"]
             assert len(codes) == 1
+            await page.click("#devices-box summary")  # the browser she trusted is listed
+            await page.wait_for_selector("#devices li")
+            assert "Chrome" in await page.inner_text("#devices li .name")
 
             # The session expires while the user is on their phone: they log in again and
             # land on the same phone, streaming.

@@ -273,6 +273,7 @@ async def test_trusted_browsers_are_revocable_by_the_user_and_the_admin(site: Si
     b = site.browser()
     await b.full_login("user0", seeded["password"], trust=True)
     [device] = (await b.call("GET", "/me/devices"))["devices"]
+    assert device["label"].startswith("Python/")  # the browser's User-Agent, to recognise it
     await b.call("DELETE", f"/me/devices/{device['id']}")
     await b.call("DELETE", f"/me/devices/{device['id']}", 404)
     assert (await b.login("user0", seeded["password"]))["status"] == "challenge"

@@ -40,6 +40,9 @@ class Flavor:
     max_bitrate_kbps: int = 4000
     guest_kind: str = "simulated"
     guest_options: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds a batch may take to be running; 0: the control plane's `start_timeout_s` (a QEMU
+    # spec boots slower than a simulated phone).
+    start_timeout_s: float = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,14 @@ async function load() {
   render();
 }
 
+async function loadDevices() {
+  const { devices } = await api("GET", "/me/devices");
+  $("devices").replaceChildren(...devices.map((d) => el("li", { "data-device": d.id },
+    el("span", { class: "name" }, d.label || "a browser"),
+    el("button", { type: "button", onclick: async () => { await api("DELETE", `/me/devices/${d.id}`); loadDevices(); } }, "Forget"))));
+}
+
+$("devices-box").addEventListener("toggle", () => { if ($("devices-box").open) loadDevices().catch(() => {}); });
 $("enter").addEventListener("click", enter);
 $("logout").addEventListener("click", logout);
 load().catch((err) => { if (err.status !== 401) $("error").textContent = err.message; });
