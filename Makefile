@@ -16,9 +16,10 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 venv: $(INSTALLED)
 
-## Start the edge with the embedded simulated phone and print the URL to open.
+## Start the edge with the embedded simulated phone, the control plane and a demo tenant; print the URLs.
 run: venv
-	$(BIN)/cloudphone serve $(ARGS)
+	@mkdir -p run
+	$(BIN)/cloudphone serve --control-db run/control.db --demo $(ARGS)
 
 ## System packages the tests use (Chromium, QEMU, busybox); skipped with a reason when not root.
 sysdeps:

@@ -175,9 +175,22 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/metrics", metrics_handler(node, loop_lag))
     app.router.add_static("/h5/", root, append_version=True)
     if config.control_db:
-        from cloudphone.edge.control import ControlConfig, setup_control
+        from cloudphone.edge.control import setup_control
+        from cloudphone.edge.control.config import load_control_config
 
-        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        control = load_control_config(config.control_config or None, db_path=config.control_db,
+                                      admin_token=config.admin_token or None)
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
-        signaling.authorizer = plane.authorizer  # only connect tokens and admin tokens now
+        # Its phones need its tokens; phones from this config keep the edge's own policy.
+        plane.authorizer.fallback = signaling.authorizer
+        signaling.authorizer = plane.authorizer
+        if config.demo:
+            from cloudphone.edge.control.demo import seed_demo
+
+            async def demo(app: web.Application) -> None:
+                host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+                for line in await seed_demo(plane, f"http://{host}:{config.port}"):
+                    print(line, flush=True)
+
+            app.on_startup.append(demo)
     return app

@@ -6,7 +6,10 @@ import { installProbe } from "./probe.js";
 
 const params = new URLSearchParams(location.search);
 const instance = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
-const token = params.get("token") || sessionStorage.getItem("cloudphone.token") || undefined;
+let token = params.get("token") || sessionStorage.getItem("cloudphone.token") || undefined;
+// A user who logged in (control plane) gets a connect token for this phone from here.
+const tokenUrl = sessionStorage.getItem("cloudphone.userLogin")
+  ? `/api/v1/me/phones/${encodeURIComponent(instance)}/connect` : null;
 const codec = params.get("codec") || "auto";
 const role = params.get("role") || "owner";
 
@@ -16,6 +19,11 @@ const screenEl = $("screen");
 const statusEl = $("status");
 const overlay = $("overlay");
 const banner = $("banner");
+if (tokenUrl) {  // a logged-in user switches phones on the selection page
+  const back = Object.assign(document.createElement("a"), { href: "/h5/phones.html", textContent: "‹ my phones" });
+  back.style.color = "inherit";
+  $("title").replaceChildren(back);
+}
 
 // State shared with tests and benchmarks (read-only for them: input goes through real events).
 const state = (window.cloudphone = {
@@ -47,9 +55,25 @@ function sendInput(msg) {
   return seq;
 }
 
-function connect() {
+// Logged-in users get a fresh short-lived token before every (re)connect; a login that ended
+// goes to the login page, which brings the user back to this phone afterwards.
+async function refreshToken() {
+  try {
+    const res = await fetch(tokenUrl, { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": sessionStorage.getItem("cloudphone.csrf") || "" } });
+    if (res.status === 401) {
+      location.replace(`/h5/login.html?next=${encodeURIComponent(location.pathname)}`);
+      return false;
+    }
+    if (res.ok) token = (await res.json()).token;
+  } catch (_) { /* offline: try the token we have */ }
+  return true;
+}
+
+async function connect() {
   clearTimeout(retryTimer);
   setStatus("connecting…");
+  if (tokenUrl && !(await refreshToken())) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(`${scheme}//${location.host}/ws`);
   ws.onopen = () => send({ type: "hello", instance, role, codec, ...(token ? { token } : {}) });
