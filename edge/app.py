@@ -13,12 +13,16 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
+from cloudphone.edge.audit import AuditLog
 from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
-from cloudphone.edge.config import EdgeConfig
+from cloudphone.edge.config import ConfigError, EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
+from cloudphone.edge.policy import Policy, PolicyBook, PolicyError
+from cloudphone.edge.sharing.admin_api import TokenCheck, admin_routes, token_check
+from cloudphone.edge.sharing.invites import InviteAuthorizer, InviteBook
 from cloudphone.edge.signaling_server import SignalingServer
 from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
@@ -70,6 +74,12 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     pool = InstancePool()
     register_guest_kinds(pool, config)
     app[POOL] = pool
+    try:
+        policies = PolicyBook(Policy().validate())
+        policies.set_org("default", config.policy)
+    except PolicyError as exc:
+        raise ConfigError(f"policy: {exc}") from None
+    invites = InviteBook()
     node = EdgeNode(
         pool,
         EncoderSettings(
@@ -79,6 +89,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             max_bitrate=config.max_bitrate,
             keyframe_interval_s=config.keyframe_interval,
         ),
+        policies=policies,
+        invites=invites,
+        audit=AuditLog(config.audit_log or None),
     )
     app[NODE] = node
     if authorizer is None:
@@ -89,7 +102,11 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
     signaling = SignalingServer(
-        node, authorizer, ice.for_session, config.announced(), config.low_latency
+        node,
+        InviteAuthorizer(invites, authorizer),
+        ice.for_session,
+        config.announced(),
+        config.low_latency,
     )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()
@@ -172,10 +189,18 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
     app.router.add_static("/h5/", root, append_version=True)
+    check: TokenCheck | None = None
     if config.control_db:
         from cloudphone.edge.control import ControlConfig, setup_control
 
         control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
-        signaling.authorizer = plane.authorizer  # only connect tokens and admin tokens now
+        # Only connect tokens, admin tokens and invite links now.
+        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer)
+        check = token_check(config.admin_token, plane.auth.check)
+    elif config.admin_token or not config.dev_mode:
+        check = token_check(config.admin_token)
+    else:
+        log.warning("development mode: /edge/admin (policies, invites, audit) is open")
+    app.router.add_routes(admin_routes(node, check))
     return app
