@@ -248,6 +248,13 @@ class PeerSession:
 
     def _on_input_message(self, raw: str | bytes) -> None:
         self.last_activity = time.monotonic()
+        try:
+            event = parse_input(raw)
+        except InputError as exc:
+            self.inputs_rejected += 1
+            log.info("session %s: input refused (%s): %s", self.session_id, exc.code, exc.message)
+            self._send("input", {"type": "error", "code": exc.code, "message": exc.message})
+            return
         if not self._may_input():
             # Dropped here, at the edge: the page's own idea of who controls is not trusted.
             self.inputs_rejected += 1
@@ -257,13 +264,6 @@ class PeerSession:
                 else "you do not have control of this phone (ask with control/request)"
             )
             self._send("input", {"type": "error", "code": "forbidden", "message": message})
-            return
-        try:
-            event = parse_input(raw)
-        except InputError as exc:
-            self.inputs_rejected += 1
-            log.info("session %s: input refused (%s): %s", self.session_id, exc.code, exc.message)
-            self._send("input", {"type": "error", "code": exc.code, "message": exc.message})
             return
         try:
             self._input_queue.put_nowait(event)

@@ -40,9 +40,14 @@ class ControlFloor:
         return self.holder == session
 
     def join(self, member: Member) -> None:
-        """Add a member; the first one able to control (owner or controller) gets control."""
+        """Add a member. A new owner session takes control from an older owner session (the
+        user opened another tab) but not from a guest the owner granted it to; a controller
+        session gets it only when nobody holds it."""
         self.members[member.session] = member
-        if self.holder is None and member.can_control and member.role != "viewer":
+        holder = self.members.get(self.holder) if self.holder else None
+        if member.owner and (holder is None or holder.owner):
+            self.holder = member.session
+        elif holder is None and member.can_control and member.role != "viewer":
             self.holder = member.session
 
     def leave(self, session: str) -> None:
