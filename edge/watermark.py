@@ -1,7 +1,8 @@
 """Viewer watermarks drawn into the picture on the server, before encoding.
 
 A screenshot of the stream then names who took it: the label (user name or invite label) and
-the UTC time to the minute, tiled over the whole screen, white at ~30 % opacity. Because the
+the UTC time to the minute, tiled over the whole screen at ~30 % opacity, blended towards the
+inverse of the pixel underneath so it shows on light and dark screens alike. Because the
 mark is in the pixels, a per-viewer mark needs its own encode: the pipeline keeps one encoder
 per (codec, mark), so N distinct viewer identities cost N encodes (see docs/sharing.md and
 `benchmarks/fanout.py`). Drawing runs on the encoder's thread, never on the event loop.
@@ -50,7 +51,7 @@ def mark_mask(text: str, width: int, height: int) -> np.ndarray:
 class _Rendered:
     text: str
     shape: tuple[int, int]
-    # Row bands that hold text, each with its opacity in 1/256 (H_band x W, uint16).
+    # Row bands that hold text, each with its opacity in 1/256 (H_band x W, int16).
     bands: list[tuple[int, int, np.ndarray]]
 
 
@@ -62,7 +63,7 @@ def _bands(mask: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     splits = np.flatnonzero(np.diff(rows) > 1) + 1
     for run in np.split(rows, splits):
         y0, y1 = int(run[0]), int(run[-1]) + 1
-        out.append((y0, y1, (mask[y0:y1] * 256).astype(np.uint16)))
+        out.append((y0, y1, (mask[y0:y1] * 256).astype(np.int16)))
     return out
 
 
@@ -96,8 +97,9 @@ class Watermark:
                 region, weight = data[y0:y1], alpha
             else:
                 region, weight = data[y0:y1], alpha[:, :, None]  # the 4th byte is unused
-            values = region.astype(np.uint16)
-            values += ((255 - values) * weight) >> 8
+            # Towards the inverse colour: light text on dark screens, dark text on light ones.
+            values = region.astype(np.int16)
+            values += ((255 - 2 * values) * weight) >> 8
             region[...] = values
         # A new mark (the minute changed) differs everywhere it is drawn: no damage shortcut.
         damage = frame.damage if previous is rendered else None

@@ -3,6 +3,7 @@
 // `input` / `control` / `stats` data channels.
 import { mapToVideo, PointerIds } from "./pointer.js";
 import { installProbe } from "./probe.js";
+import { installSharing } from "./sharing.js";
 
 const params = new URLSearchParams(location.search);
 const instance = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
@@ -46,6 +47,13 @@ function sendInput(msg) {
   if (state.onInputSent) state.onInputSent(seq);
   return seq;
 }
+
+function sendControl(msg) {
+  const ch = channels.control;
+  if (ch && ch.readyState === "open") ch.send(JSON.stringify(msg));
+}
+
+const sharing = installSharing({ $, state, sendControl });
 
 function connect() {
   clearTimeout(retryTimer);
@@ -99,7 +107,8 @@ async function onSignal(msg) {
       break;
     case "bye":
       state.closedReason = msg.reason;
-      finished = /releas|delet|kick|revok|expired/i.test(msg.reason || "");
+      // The edge ended this session on purpose: reconnecting would only be refused again.
+      finished = /releas|delet|kick|revok|expired|idle|length|preempt/i.test(msg.reason || "");
       showBanner(msg.reason || "disconnected");
       break;
   }
@@ -143,7 +152,9 @@ function onChannelMessage(label, raw) {
   let msg;
   try { msg = JSON.parse(raw); } catch (_) { return; }
   if (label === "stats") { state.serverStats = msg; return; }
-  if (msg.type === "error") { state.lastError = msg; console.warn(label, msg.code, msg.message); return; }
+  if (msg.type === "error") { state.lastError = msg; console.warn(label, msg.code, msg.message); }
+  if (label === "control" && sharing.onMessage(msg)) return;
+  if (msg.type === "error") return;
   if (msg.type === "guest/state") {
     showBanner(msg.state === "running" ? "" : msg.event.replace("guest-", "phone ") + "…");
   }
