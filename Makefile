@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image
+.PHONY: run test venv sysdeps lint typecheck bench bench-fanout clean qemu-image
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.stream
+
+bench-fanout: venv
+	$(BIN)/python -m benchmarks.fanout $(ARGS)
 
 bench-android: venv
 	$(BIN)/python -m benchmarks.android_passthrough $(ARGS)

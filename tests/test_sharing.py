@@ -301,6 +301,28 @@ async def test_idle_timeout_and_allowed_networks(make_edge: EdgeFactory) -> None
     await edge.viewer(codec="h264")
 
 
+async def test_kick_preempt_and_maximum_session_length(edge: Edge) -> None:
+    owner = await edge.viewer(codec="h264")
+    guest = await edge.viewer(codec="h264", token=await invite(owner), role="viewer")
+    assert (await refused(owner, "viewers/kick", session=owner.welcome["session"]))["code"] == (
+        "bad-state"
+    )
+    send(owner, "viewers/kick", session=guest.welcome["session"])
+    await eventually(lambda: guest.closed_reason == "kicked by developer")
+
+    edge.node.policies.set_phone("phone-1", {"preempt": True})
+    newer = await edge.viewer(codec="h264")
+    await eventually(lambda: owner.closed_reason == "preempted by a newer session of the owner")
+    assert state(newer)["inControl"] is True and list(edge.node.sessions) == [
+        newer.welcome["session"]
+    ]
+
+    edge.node.policies.set_phone("phone-1", {"max_session_s": 1.0})
+    await eventually(lambda: newer.closed_reason == "maximum session length reached", timeout=5)
+    actions = {e["action"] for e in edge.node.audit.entries(phone="phone-1")}
+    assert {"session/kick", "session/preempted", "session/max-length"} <= actions
+
+
 async def test_per_viewer_watermark_is_one_encode_per_mark(edge: Edge) -> None:
     edge.node.policies.set_phone("phone-1", {"watermark": "viewer"})
     owner = await edge.viewer(codec="h264")
