@@ -248,7 +248,7 @@ setInterval(async () => {
   const jitterMs = inbound.jitterBufferEmittedCount ? (1000 * inbound.jitterBufferDelay) / inbound.jitterBufferEmittedCount : 0;
   const codecName = (codecs[inbound.codecId] || "").replace("video/", "");
   state.codec = codecName.toLowerCase() || null;
-  const server = state.serverStats.streams?.[state.codec] || {};
+  const server = state.serverStats.streams?.[state.serverStats.stream || state.codec] || {};
   state.stats = {
     fps: fps || 0, bitrate, decodeMs, jitterMs, codec: codecName,
     rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
