@@ -337,6 +337,7 @@ class PeerSession:
             self.pipeline.report_bandwidth(key, self._track, bps)
 
     def _on_control_open(self) -> None:
+        self.last_activity = time.monotonic()  # idle time counts from a working connection
         if self.room is not None:
             self.room.send_state(self)
 
