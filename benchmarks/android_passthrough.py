@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import append_results_row, results_dir, save_json
+from .common import append_results_row, results_dir, save_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,6 +152,7 @@ async def run(
     from aiohttp import web
     from cloudphone.edge.app import NODE, POOL, create_app
     from cloudphone.edge.config import load_config
+    from cloudphone.vm.android.guest import AndroidGuest
     from cloudphone.vm.pool import GuestSpec
 
     ctx = mp.get_context("spawn")
@@ -173,6 +174,7 @@ async def run(
     ws_url = f"http://127.0.0.1:{port}/ws"
     pool, node = app[POOL], app[NODE]
     guest = await pool.create("bench", GuestSpec("android", options=options))
+    assert isinstance(guest, AndroidGuest)
     pipeline = node.pipeline("bench")
     probe = RtpProbe()
 

@@ -33,8 +33,8 @@ import aiohttp
 import numpy as np
 import psutil
 
-from benchmarks.common import append_results_row, results_dir, save_json
-from benchmarks.stream import start_edge
+from .common import append_results_row, results_dir, save_json
+from .stream import start_edge
 
 TARGETS = {"t2p_p50": 25.0, "t2p_p95": 45.0, "g2g_p50": 20.0}
 
@@ -67,17 +67,20 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
 
 
 async def browser_run(
-    port: int, edge_pid: int, codec: str, touches: int, seed: int
+    port: int, edge_pid: int, codec: str, touches: int, seed: int, viewport: str = "420x860"
 ) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from benchmarks.browser import launch
+    from .browser import launch
 
     rng = random.Random(seed)
     proc = psutil.Process(edge_pid)
     async with async_playwright() as p:
         browser = await launch(p)
-        context = await browser.new_context(viewport={"width": 420, "height": 860}, has_touch=True)
+        width, height = (int(v) for v in viewport.split("x"))
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, has_touch=True
+        )
         page = await context.new_page()
         await page.goto(f"http://127.0.0.1:{port}/phone/phone-1?probe=1&codec={codec}")
         await page.wait_for_function(
@@ -180,7 +183,7 @@ async def browser_run(
 
 
 async def _inbound_stats(page: Any) -> dict[str, float]:
-    return await page.evaluate(  # type: ignore[no-any-return]
+    return await page.evaluate(
         """async () => {
             const report = await window.cloudphone.pc.getStats();
             let out = null;
@@ -193,9 +196,9 @@ async def _inbound_stats(page: Any) -> dict[str, float]:
 
 
 async def python_run(
-    port: int, edge_pid: int, codec: str, touches: int, seed: int
+    port: int, edge_pid: int, codec: str, touches: int, seed: int, viewport: str = ""
 ) -> dict[str, Any]:
-    from cloudphone.edge.client import PhoneClient
+    from cloudphone.edge.client import PhoneClient, ReceivedFrame
 
     rng = random.Random(seed)
     proc = psutil.Process(edge_pid)
@@ -211,9 +214,11 @@ async def python_run(
         for _ in range(touches):
             sent = time.monotonic()
             seq = client.touch("down", rng.uniform(0.1, 0.9), rng.uniform(0.2, 0.85))
-            frame = await client.wait_for_frame(
-                lambda f, s=seq: f.stamp is not None and f.stamp.input_seq >= s
-            )
+
+            def shows(frame: ReceivedFrame, seq: int = seq) -> bool:
+                return frame.stamp is not None and frame.stamp.input_seq >= seq
+
+            frame = await client.wait_for_frame(shows)
             t2p.append((frame.received_at - sent) * 1000)
             client.touch("up", 0.5, 0.5)
             await asyncio.sleep(rng.uniform(0.05, 0.15))
@@ -272,6 +277,11 @@ def main() -> None:
     parser.add_argument("--client", choices=("browser", "python"), default="browser")
     parser.add_argument("--note", default="", help="what changed, for RESULTS.md")
     parser.add_argument("--edge-args", default="", help="extra `cloudphone serve` options")
+    parser.add_argument(
+        "--viewport",
+        default="420x860",
+        help="browser window WxH (a phone-sized default: the video is scaled down to fit)",
+    )
     args = parser.parse_args()
     if args.client == "python":
         from cloudphone.edge.ice import configure_host_addresses
@@ -292,7 +302,9 @@ def main() -> None:
         for run in range(args.runs):
             edge, port = start_edge(args.size, args.edge_args.split())
             try:
-                outcome = asyncio.run(measure(port, edge.pid, codec, args.touches, seed=run))
+                outcome = asyncio.run(
+                    measure(port, edge.pid, codec, args.touches, run, args.viewport)
+                )
             finally:
                 edge.terminate()
                 try:
@@ -313,7 +325,10 @@ def main() -> None:
         )
         g2g = ", ".join(str(r.get("glass_to_glass_ms", {}).get("p50", "-")) for r in runs)
         cpu = ", ".join(str(r["edge_cpu_percent"]) for r in runs)
-        setup = f"{codec} {args.size} {args.client} {args.touches} touches x{args.runs}"
+        setup = (
+            f"{codec} {args.size} {args.client} {args.touches} touches x{args.runs}, "
+            f"viewport {args.viewport}"
+        )
         note = f" ({args.note})" if args.note else ""
         append_results_row(
             "latency",

@@ -33,7 +33,7 @@ from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.vm.guest import TouchEvent
 from cloudphone.vm.simulated.ui import PhoneUI
 
-from benchmarks.common import append_results_row, free_port, results_dir, save_json
+from .common import append_results_row, free_port, results_dir, save_json
 
 
 def encoder_costs(codec: str, width: int, height: int, frames: int) -> dict[str, float]:

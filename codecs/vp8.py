@@ -16,10 +16,13 @@ class Vp8Encoder(FFmpegVideoEncoder):
     def _options(self, bitrate: int) -> dict[str, str]:
         return {
             "deadline": "realtime",
+            # Speed 8 and skipping blocks that did not change (a phone UI is mostly still):
+            # ~6 % faster than static-thresh 0 on the same frames. Speeds of 12 and more are
+            # faster still but stop obeying the target bitrate (measured: 4 Mbps at 0.2 target).
             "cpu-used": "8",
             "lag-in-frames": "0",
             "error-resilient": "1",
-            "static-thresh": "0",
+            "static-thresh": "100",
             "undershoot-pct": "95",
             "overshoot-pct": "20",
             "max-intra-rate": "300",

@@ -18,6 +18,7 @@ from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAu
 from cloudphone.edge.config import ConfigError, EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.edge.loop_monitor import LoopLagMonitor
+from cloudphone.edge.metrics import metrics_handler
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
 from cloudphone.edge.policy import Policy, PolicyBook, PolicyError
@@ -188,6 +189,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/edge/instances", instances)
     app.router.add_get("/edge/instances/{instance}/frame-log", frame_log)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics_handler(node, loop_lag))
     app.router.add_static("/h5/", root, append_version=True)
     check: TokenCheck | None = None
     if config.control_db:

@@ -58,11 +58,18 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-level")
 
 
+BENCHMARKS = ("latency", "stream")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="cloudphone", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     add_admin_parser(sub)
+    sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (--help for each)")
     args = parser.parse_args(argv)
     if args.command == "admin":
         return int(args.func(args))
@@ -75,6 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return serve(config)
     return 2  # pragma: no cover - argparse enforces a command
+
+
+def bench(argv: list[str]) -> int:
+    """`cloudphone bench NAME [options]`: the benchmark's own command line (needs '.[test]')."""
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: cloudphone bench {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
+        return 2
+    import importlib
+
+    module = importlib.import_module(f"cloudphone.benchmarks.{argv[0]}")
+    sys.argv = [f"cloudphone bench {argv[0]}", *argv[1:]]
+    module.main()
+    return 0
 
 
 def serve(config: EdgeConfig) -> int:

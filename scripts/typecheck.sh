@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=build/typecheck/cloudphone
 rm -rf build/typecheck && mkdir -p "$root"
-for room in vm codecs signaling edge static; do
+for room in vm codecs signaling edge static benchmarks; do
     ln -s "../../../$room" "$root/$room"
 done
 MYPYPATH=build/typecheck exec "${MYPY:-mypy}" -p cloudphone "$@"

@@ -59,3 +59,15 @@ async def test_two_viewers_share_one_encoder(edge: Edge) -> None:
     assert pipeline.active_encoders == 1
     assert pipeline.encoders_created == 1
     assert pipeline.viewers == 2
+
+
+async def test_metrics_and_health_describe_the_live_edge(edge: Edge) -> None:
+    client = await edge.viewer(codec="vp8")
+    await client.wait_for_frame(lambda f: True)
+    text = await (await edge.http.get(edge.url("/metrics"))).text()
+    assert "cloudphone_sessions 1.0" in text
+    assert 'cloudphone_encoders{phone="phone-1"} 1.0' in text
+    assert 'cloudphone_frames_encoded_total{codec="vp8",phone="phone-1"}' in text
+    health = await (await edge.http.get(edge.url("/healthz"))).json()
+    assert health["ok"] and health["sessions"] == 1
+    assert health["pipelines"]["phone-1"]["streams"]["vp8"]["viewers"] == 1

@@ -1,0 +1,62 @@
+"""Viewer feedback the pipeline must hear itself: PLI -> keyframe, REMB -> bitrate."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cloudphone.edge.bitrate import BitrateController
+
+from tests.conftest import Edge, eventually
+
+
+def test_bitrate_follows_the_weakest_viewer_with_hysteresis() -> None:
+    now = [0.0]
+    applied: list[int] = []
+    ctl = BitrateController(2_000_000, 300_000, 4_000_000, applied.append, clock=lambda: now[0])
+    ctl.report("a", 10_000_000)
+    assert applied == [] or applied[-1] <= 4_000_000
+    now[0] = 10
+    ctl.report("a", 10_000_000)
+    assert ctl.current == 4_000_000, "clamped to the maximum"
+    now[0] = 11
+    ctl.report("b", 3_800_000)  # small move (< 25 %) soon after: ignored
+    assert ctl.current == 4_000_000
+    ctl.report("b", 1_000_000)  # a sharp drop is applied at once
+    assert ctl.current == 850_000
+    now[0] = 12
+    ctl.forget("b")  # the weak viewer left; going up waits for the spacing
+    assert ctl.current == 850_000
+    now[0] = 20
+    ctl.report("a", 10_000_000)
+    assert ctl.current == 4_000_000
+    ctl.report("a", 10)
+    assert ctl.current == 300_000, "clamped to the minimum"
+    assert applied[-1] == 300_000
+
+
+async def test_pli_from_a_viewer_forces_a_keyframe(edge: Edge) -> None:
+    client = await edge.viewer(codec="h264")
+    await client.wait_for_frame(lambda f: True)
+    pipeline = edge.node.pipeline("phone-1")
+    worker = pipeline._streams["h264"].worker
+    assert worker is not None
+    await eventually(lambda: worker.stats.keyframes >= 1)
+    before = worker.stats.keyframes
+    receiver = client.pc.getReceivers()[0]
+    track = edge.node.sessions[next(iter(edge.node.sessions))].peer_connection.getSenders()[0]
+    await receiver._send_rtcp_pli(track._ssrc)  # what a browser sends after a decode error
+    await eventually(lambda: worker.stats.keyframes > before)
+
+
+async def test_remb_from_a_viewer_reaches_the_bitrate_controller(edge: Edge) -> None:
+    client = await edge.viewer(codec="vp8")
+    client.touch("down", 0.2, 0.2)
+    stream = edge.node.pipeline("phone-1")._streams["vp8"]
+    assert stream.bitrate is not None
+    controller = stream.bitrate
+    for i in range(200):  # aiortc's receiver estimates bandwidth from arriving media
+        if controller._estimates:
+            break
+        client.touch("move", 0.2 + (i % 50) / 100, 0.3)
+        await asyncio.sleep(0.03)
+    assert controller._estimates, "no REMB reached the pipeline"
