@@ -83,7 +83,10 @@ class StreamDecoder:
                 for frame in frames:
                     picture = frame.to_ndarray(format="yuv420p")
                     self.decoded += 1
-                    self._on_frame(RawFrame(picture, "yuv420p", chunk.captured_at))
+                    try:
+                        self._on_frame(RawFrame(picture, "yuv420p", chunk.captured_at))
+                    except RuntimeError:  # the event loop is gone: the edge is shutting down
+                        return
         finally:
             try:
                 for _ in context.decode(None):

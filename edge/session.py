@@ -21,6 +21,11 @@ from typing import TYPE_CHECKING
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from cloudphone.edge.audio_track import (
+    PassthroughAudioTrack,
+    add_audio_transceiver,
+    guest_audio_codec,
+)
 from cloudphone.edge.auth import Principal
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
@@ -107,6 +112,7 @@ class PeerSession:
         self._on_closed = on_closed
         self._pc = RTCPeerConnection(rtc_configuration(options.ice_servers))
         self._track = EncodedVideoTrack(pipeline, options.watermark)
+        self._audio: PassthroughAudioTrack | None = None
         self._channels: dict[str, RTCDataChannel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._input_queue: asyncio.Queue[InputEvent] = asyncio.Queue(INPUT_QUEUE_LIMIT)
@@ -150,6 +156,8 @@ class PeerSession:
         if self.options.low_latency:
             offer_playout_delay()
             send_playout_delay(transceiver.sender, 0, 0)
+        if guest_audio_codec(self.guest):  # the guest's own Opus, passed through
+            self._audio = add_audio_transceiver(pc, self.guest)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
         control = self._open_channel("control", ordered=True)
@@ -218,6 +226,8 @@ class PeerSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._track.stop()
+        if self._audio is not None:
+            self._audio.stop()
         try:
             await self._pc.close()
         except Exception:  # a half-built connection may fail to close; it is gone either way

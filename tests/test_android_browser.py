@@ -13,12 +13,13 @@ from tests.conftest import EdgeFactory
 from tests.fakes.adb_server import FakeAdbServer
 from tests.fakes.scrcpy_device import add_phone
 
-pytestmark = pytest.mark.browser
-
 REASON = unavailable_reason()
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(REASON is not None, reason=f"BROWSER TESTS SKIPPED: {REASON}"),
+]
 
 
-@pytest.mark.skipif(REASON is not None, reason=REASON or "")
 async def test_android_in_chromium(make_edge: EdgeFactory, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from cloudphone.edge.client import PhoneClient
+from cloudphone.vm.android.guest import AndroidGuest
 from cloudphone.vm.guest import GuestState
 from cloudphone.vm.pool import GuestSpec
 
@@ -28,8 +30,11 @@ class AndroidEdge:
     adb: FakeAdbServer
     tmp: Path
 
-    async def phone(self, guest_id: str, **kw: Any) -> FakeScrcpyDevice:
+    async def phone(
+        self, guest_id: str, guest_options: dict[str, Any] | None = None, **kw: Any
+    ) -> FakeScrcpyDevice:
         phone, options = add_phone(self.adb, self.tmp, f"serial-{guest_id}", **kw)
+        options.update(guest_options or {})
         await self.edge.pool.create(guest_id, GuestSpec("android", options=options))
         return phone
 
@@ -256,3 +261,41 @@ async def test_android_instance_from_the_edge_config(
         await edge.pool.close()
     finally:
         await adb.close()
+
+
+async def test_opus_audio_passes_through(android: AndroidEdge) -> None:
+    phone = await android.phone("droid-audio", {"audio": True})
+    old = await android.phone("droid-android10", {"audio": True}, android_sdk=29)
+    viewer = await android.edge.viewer("droid-audio", codec="h264")
+    audio = [r.track for r in viewer.pc.getReceivers() if r.track.kind == "audio"]
+    assert len(audio) == 1
+    frames = [await asyncio.wait_for(audio[0].recv(), 5) for _ in range(10)]
+    # Decoded by the viewer, never by the edge.
+    assert all(isinstance(f, av.AudioFrame) and f.sample_rate == 48000 for f in frames)
+    assert phone.audio_packets_sent >= 10
+    guest = android.edge.pool.get("droid-audio")
+    assert isinstance(guest, AndroidGuest) and guest.audio_codec == "opus"
+    await eventually(lambda: viewer.frames_received >= 5)
+    assert android.edge.node.pipeline("droid-audio").encoders_created == 0
+
+    # Android 10: the device disables audio (codec id 0); video goes on, no audio track offered.
+    quiet = await android.edge.viewer("droid-android10", codec="h264")
+    assert [r for r in quiet.pc.getReceivers() if r.track.kind == "audio"] == []
+    quiet_guest = android.edge.pool.get("droid-android10")
+    assert isinstance(quiet_guest, AndroidGuest) and quiet_guest.audio_codec is None
+    await eventually(lambda: quiet.frames_received >= 5)
+    assert old.audio_packets_sent == 0
+
+
+async def test_clipboard_is_for_the_owner_only(android: AndroidEdge) -> None:
+    phone = await android.phone("droid-clip")
+    owner = await android.edge.viewer("droid-clip", codec="h264")
+    watcher = await android.edge.viewer("droid-clip", codec="h264", role="viewer")
+    watcher.channels["control"].send(json.dumps({"type": "control/clipboard", "text": "sneaky"}))
+    await eventually(lambda: bool(controls(watcher, "control/clipboard-ack")))
+    assert controls(watcher, "control/clipboard-ack")[0]["ok"] is False
+    assert phone.received.clipboard_sets == []
+    await phone.set_device_clipboard("owner's secret")
+    await eventually(lambda: bool(controls(owner, "guest/clipboard")))
+    await asyncio.sleep(0.2)
+    assert controls(watcher, "guest/clipboard") == []

@@ -289,3 +289,27 @@ def test_options_validation() -> None:
         AndroidOptions.from_mapping({"serial": "x", "server_jar": "j", "bogus": 1})
     with pytest.raises(ValueError, match="too old"):
         AndroidOptions.from_mapping({"serial": "x", "server_jar": "j", "server_version": "2.7"})
+
+
+async def test_video_configuration_error_on_the_device(adb: FakeAdbServer, tmp_path: Path) -> None:
+    with pytest.raises(GuestError, match="video configuration error on the device"):
+        await _started(adb, tmp_path, "no-encoder", codec_id=1)
+
+
+async def test_garbage_after_a_reconnect_fails_without_retrying(
+    adb: FakeAdbServer, tmp_path: Path
+) -> None:
+    guest, phone, sink = await _started(adb, tmp_path)
+    states: list[GuestState] = []
+    guest.events.on(GuestEventName.STATE, states.append)
+    try:
+        await sink.wait(lambda: len(sink.chunks) >= 2)
+        phone.codec_id = 0x12345678  # the device comes back speaking nonsense
+        phone.die()
+        await until(lambda: guest.state == GuestState.FAILED)
+        assert states == [GuestState.RESTARTING, GuestState.FAILED]
+        assert "unknown video codec id 0x12345678" in (guest.last_error or "")
+        await asyncio.sleep(0.5)
+        assert phone.starts == 2  # one reconnect, then it gave up: no loop against a bad device
+    finally:
+        await guest.stop()

@@ -143,3 +143,21 @@ async def test_input_goes_through_one_shell(
     await guest.send_input(TouchEvent("down", 0, 0.125, 0.25))
     await until(lambda: len(fake.inputs) >= 6)
     assert fake.inputs[-1] == "input motionevent DOWN 160 280"
+
+
+async def test_pool_builds_the_fallback_from_its_mode() -> None:
+    from cloudphone.vm.android import register
+    from cloudphone.vm.pool import GuestSpec, InstancePool
+
+    adb = await FakeAdbServer().start()
+    FakeScreenrecordDevice(adb.add_device(FakeDevice("old")))
+    pool = InstancePool()
+    register(pool)
+    try:
+        options = {"serial": "old", "adb": adb.address, "mode": "screenrecord", "stamp": False}
+        guest = await pool.create("legacy-1", GuestSpec("android", options=options))
+        assert isinstance(guest, ScreenrecordGuest) and guest.state == GuestState.RUNNING
+        assert guest.capabilities.encoded_output == "h264" and not guest.capabilities.clipboard
+    finally:
+        await pool.close()
+        await adb.close()

@@ -19,6 +19,8 @@ from cloudphone.vm.android.scrcpy_protocol import (
 )
 from cloudphone.vm.android.stream import StreamEnded, VideoDemuxer, VideoPacket
 from cloudphone.vm.guest import RawFrame
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 V3 = ServerVersion.parse("3.3.4")
 V4 = ServerVersion.parse("4.1")
@@ -157,3 +159,73 @@ async def test_absurd_initial_size_and_media_before_session() -> None:
     await demuxer.read_codec()
     with pytest.raises(ProtocolError, match="before any session"):
         await demuxer.next()
+
+
+async def test_disabled_and_failed_streams() -> None:
+    from cloudphone.vm.android.stream import AudioDemuxer, StreamDisabled
+
+    with pytest.raises(StreamDisabled, match="disabled the video stream") as info:
+        await VideoDemuxer(_reader(b"\x00\x00\x00\x00"), V3).read_codec()
+    assert not info.value.error
+    with pytest.raises(StreamDisabled, match="audio configuration error") as info:
+        await AudioDemuxer(_reader(b"\x00\x00\x00\x01"), V4).read_codec()
+    assert info.value.error
+
+
+@pytest.mark.parametrize("version", [V3, V4], ids=["3.x", "4.x"])
+async def test_audio_demuxer_skips_the_opus_head(version: ServerVersion) -> None:
+    from cloudphone.vm.android.scrcpy_protocol import CODEC_OPUS
+    from cloudphone.vm.android.stream import AudioDemuxer
+
+    head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
+    stream = (
+        struct.pack(">I", CODEC_OPUS)
+        + encode_frame_header(len(head), version, config=True)
+        + head
+        + encode_frame_header(3, version, pts=20_000)
+        + b"\xfc\xff\xfe"
+        + encode_frame_header(3, version, pts=40_000)
+        + b"\xfc\xff\xfd"
+    )
+    demuxer = AudioDemuxer(_reader(stream), version)
+    assert await demuxer.read_codec() == "opus"
+    first, second = await demuxer.next(), await demuxer.next()
+    assert (first.data, first.pts_us) == (b"\xfc\xff\xfe", 20_000)
+    assert second.pts_us == 40_000
+    with pytest.raises(StreamEnded):
+        await demuxer.next()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(garbage=st.binary(max_size=200), version=st.sampled_from([V3, V4]))
+async def test_any_garbage_after_the_codec_id_is_a_clean_error(
+    garbage: bytes, version: ServerVersion
+) -> None:
+    """Whatever a broken device sends, the demuxer ends in ProtocolError or StreamEnded."""
+    head = struct.pack(">I", CODEC_H264) + (
+        b"" if version.has_session_packets else struct.pack(">II", 64, 64)
+    )
+    demuxer = VideoDemuxer(_reader(head + garbage), version)
+    await demuxer.read_codec()
+    with pytest.raises((ProtocolError, StreamEnded)):
+        for _ in range(100):
+            await demuxer.next()
+
+
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=64))
+def test_device_message_parser_never_crashes(garbage: bytes) -> None:
+    from cloudphone.vm.android.scrcpy_protocol import parse_device_message
+
+    buf = bytearray(garbage)
+    try:
+        while buf:
+            msg, used = parse_device_message(buf)
+            if msg is None:
+                break
+            assert used > 0
+            del buf[:used]
+    except ProtocolError:
+        pass

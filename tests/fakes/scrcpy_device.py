@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 from cloudphone.codecs import EncoderConfig, create_encoder
 from cloudphone.codecs.base import VideoEncoder
 from cloudphone.vm.android import annexb
 from cloudphone.vm.android.control import ControlType
 from cloudphone.vm.android.scrcpy_protocol import (
     CODEC_H264,
+    CODEC_OPUS,
     AckClipboardMessage,
     ClipboardMessage,
     ServerVersion,
@@ -136,6 +139,10 @@ def parse_control_message(buf: bytes | bytearray) -> tuple[dict[str, object] | N
     raise ValueError(f"Unknown event type: {kind}")
 
 
+def _wants(opts: dict[str, str], stream: str) -> bool:
+    return opts.get(stream, "true") != "false"  # scrcpy-server defaults: audio and control on
+
+
 def make_picture(width: int, height: int, index: int) -> np.ndarray:
     """A cheap moving yuv420p picture (a bar sweeping down a gradient)."""
     yuv = np.empty((height * 3 // 2, width), dtype=np.uint8)
@@ -159,6 +166,7 @@ class FakeScrcpyDevice:
         fps: int = 30,
         name: str = "Fake Pixel",
         codec_id: int = CODEC_H264,
+        android_sdk: int = 34,
     ) -> None:
         self.device = device
         self.version = ServerVersion.parse(version)
@@ -166,6 +174,8 @@ class FakeScrcpyDevice:
         self.fps = fps
         self.name = name
         self.codec_id = codec_id
+        self.android_sdk = android_sdk
+        self.audio_packets_sent = 0
         self.rotation = 0
         self.received = Received()
         self.starts = 0
@@ -267,7 +277,7 @@ class FakeScrcpyDevice:
         self, opts: dict[str, str]
     ) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
         name = f"scrcpy_{opts['scid']}"
-        count = 1 + (opts.get("control", "true") != "false")
+        count = 1 + _wants(opts, "audio") + _wants(opts, "control")
         socks: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         if opts.get("tunnel_forward") == "true":
             queue: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
@@ -297,20 +307,55 @@ class FakeScrcpyDevice:
         return socks
 
     async def _serve(self, opts: dict[str, str]) -> None:
-        socks = await self._open_sockets(opts)
-        video = socks[0][1]
+        socks = await self._open_sockets(opts)  # video, [audio], [control]
+        video = socks.pop(0)[1]
         self._video = video
-        control_task = None
-        if len(socks) > 1:
-            self._control = socks[1][1]
-            control_task = asyncio.create_task(self._control_loop(socks[1][0]))
+        tasks = []
+        if _wants(opts, "audio"):
+            tasks.append(asyncio.create_task(self._audio_stream(socks.pop(0)[1])))
+        if _wants(opts, "control"):
+            self._control = socks[0][1]
+            tasks.append(asyncio.create_task(self._control_loop(socks[0][0])))
         try:
             await self._stream(video, opts)
         finally:
-            if control_task is not None:
-                control_task.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(BaseException):
-                    await control_task
+                    await task
+
+    async def _audio_stream(self, audio: asyncio.StreamWriter) -> None:
+        """Opus like AudioEncoder: codec id, the OpusHead as a config packet, 20 ms packets.
+        Before Android 11 there is no audio capture: the stream is disabled with code 0."""
+        if self.android_sdk < 30:
+            audio.write(b"\x00\x00\x00\x00")
+            return
+        audio.write(struct.pack(">I", CODEC_OPUS))
+        context = av.CodecContext.create("libopus", "w")
+        assert isinstance(context, AudioCodecContext)
+        context.sample_rate = 48000
+        context.layout = "stereo"
+        context.format = "s16"
+        context.bit_rate = 64000
+        context.open()
+        head = bytes(context.extradata or b"")
+        audio.write(encode_frame_header(len(head), self.version, config=True) + head)
+        start = time.monotonic()
+        tone = (np.sin(np.arange(960) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
+        stereo = np.repeat(tone, 2).reshape(1, -1)
+        index = 0
+        while True:
+            frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+            frame.sample_rate = 48000
+            frame.pts = index * 960
+            for packet in context.encode(frame):
+                pts_us = int(packet.pts or 0) * 1_000_000 // 48000
+                data = bytes(packet)
+                audio.write(encode_frame_header(len(data), self.version, pts=pts_us) + data)
+                self.audio_packets_sent += 1
+            await audio.drain()
+            index += 1
+            await asyncio.sleep(max(0.0, start + index * 0.02 - time.monotonic()))
 
     async def _stream(self, video: asyncio.StreamWriter, opts: dict[str, str]) -> None:
         video.write(struct.pack(">I", self.codec_id))

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class AdbClient:
     async def devices(self) -> list[DeviceInfo]:
         return parse_device_list(await self._host_query("host:devices"))
 
-    async def track_devices(self) -> AsyncIterator[list[DeviceInfo]]:
+    async def track_devices(self) -> AsyncGenerator[list[DeviceInfo], None]:
         """Yield the full device list now and on every change, until the server goes away."""
         reader, writer = await self._request("host:track-devices")
         try:

@@ -21,7 +21,7 @@ from cloudphone.vm.android.coords import to_device
 from cloudphone.vm.android.options import AndroidOptions
 from cloudphone.vm.android.scrcpy_protocol import ProtocolError, Session
 from cloudphone.vm.android.server import ScrcpyConnection
-from cloudphone.vm.android.stream import StreamEnded, VideoPacket
+from cloudphone.vm.android.stream import AudioPacket, StreamEnded, VideoPacket
 from cloudphone.vm.guest import (
     Capabilities,
     EncodedChunk,
@@ -39,6 +39,9 @@ from cloudphone.vm.guest import (
 from cloudphone.vm.pool import GuestSpec
 
 log = logging.getLogger(__name__)
+
+#: Event carrying one `AudioPacket` (Opus, 48 kHz) from the device.
+AUDIO_EVENT = "audio"
 
 _TOUCH_ACTIONS = {
     "down": control.MotionAction.DOWN,
@@ -134,6 +137,7 @@ class AndroidGuest(Guest):
             on_session=self._on_session,
             on_packet=self._on_packet,
             on_clipboard=self._on_clipboard,
+            on_audio=self._on_audio,
         )
         await conn.open()
         self.device_name = conn.device_name
@@ -152,6 +156,10 @@ class AndroidGuest(Guest):
             except (StreamEnded, ConnectionError, OSError, AdbError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("%s: stream lost (%s); reconnecting", self.guest_id, self.last_error)
+            except Exception as exc:  # a bug must not leave viewers on a silent "running" phone
+                log.exception("%s: stream handling failed", self.guest_id)
+                await self._give_up(conn, f"internal error: {exc!r}")
+                return
             await conn.close()
             self._conn = None
             if self._stopping:
@@ -170,7 +178,7 @@ class AndroidGuest(Guest):
                     self.last_error = f"device sent invalid data: {exc}"
                     log.error("%s: %s; giving up", self.guest_id, self.last_error)
                     return
-                except GuestError as exc:
+                except Exception as exc:  # GuestError, or anything unforeseen: keep trying
                     self.last_error = str(exc)
                     log.info("%s: reconnect %d failed: %s", self.guest_id, attempts, exc)
                     if opts.retry_limit and attempts >= opts.retry_limit:
@@ -309,6 +317,16 @@ class AndroidGuest(Guest):
         conn = self._require_conn()
         if conn is not None:
             conn.send(control.rotate_device())
+
+    @property
+    def audio_codec(self) -> str | None:
+        """ "opus" while the device streams audio (Android 11+, `audio` on), else None."""
+        conn = self._conn
+        return conn.audio_codec if conn is not None else None
+
+    def _on_audio(self, packet: AudioPacket) -> None:
+        """Opus packets go out as `audio` events: `edge.audio_track` passes them through."""
+        self.events.emit(AUDIO_EVENT, packet)
 
     def _on_clipboard(self, text: str) -> None:
         self.events.emit(GuestEventName.CLIPBOARD, text)

@@ -29,6 +29,9 @@ class AndroidOptions:
     bit_rate: int = 4_000_000
     max_fps: int = 30
     control: bool = True
+    # Opus passthrough (Android 11+; older devices disable it by themselves). Off by default:
+    # a page must start muted for autoplay to keep working once sound is in the stream.
+    audio: bool = False
     connect_timeout: float = 10.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 15.0

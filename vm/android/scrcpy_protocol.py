@@ -19,6 +19,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+# In place of a codec id, the device may write 0 (it disabled the stream: e.g. no audio capture
+# before Android 11) or 1 (configuration error). Streamer.writeDisableStream.
+CODEC_STREAM_DISABLED = 0
+CODEC_STREAM_ERROR = 1
 # Codec ids: the codec name in ASCII as a big-endian u32.
 CODEC_H264 = 0x68323634
 CODEC_H265 = 0x68323635

@@ -31,13 +31,21 @@ from cloudphone.vm.android.scrcpy_protocol import (
     parse_device_message,
     parse_device_name,
 )
-from cloudphone.vm.android.stream import StreamEnded, VideoDemuxer, VideoPacket
+from cloudphone.vm.android.stream import (
+    AudioDemuxer,
+    AudioPacket,
+    StreamDisabled,
+    StreamEnded,
+    VideoDemuxer,
+    VideoPacket,
+)
 from cloudphone.vm.guest import GuestError
 
 log = logging.getLogger(__name__)
 
 SessionCallback = Callable[[Session], None]
 PacketCallback = Callable[[VideoPacket], None]
+AudioCallback = Callable[[AudioPacket], None]
 ClipboardCallback = Callable[[str], None]
 
 
@@ -52,6 +60,7 @@ class ScrcpyConnection:
         on_session: SessionCallback,
         on_packet: PacketCallback,
         on_clipboard: ClipboardCallback,
+        on_audio: AudioCallback | None = None,
     ) -> None:
         self.adb = adb
         self.options = options
@@ -63,13 +72,19 @@ class ScrcpyConnection:
             video_bit_rate=options.bit_rate,
             max_fps=options.max_fps,
             control=options.control,
+            audio=options.audio,
             tunnel_forward=options.tunnel == "forward",
         )
         self.device_name = ""
         self._on_session = on_session
         self._on_packet = on_packet
         self._on_clipboard = on_clipboard
+        self._on_audio = on_audio
+        self.audio_codec: str | None = None  # "opus" once the device streams audio
+        self._audio: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._audio_demuxer: AudioDemuxer | None = None
         self._shell: AdbStream | None = None
+        self._shell_task: asyncio.Task[None] | None = None
         self._video: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._demuxer: VideoDemuxer | None = None
@@ -101,6 +116,11 @@ class ScrcpyConnection:
             self.device_name = parse_device_name(name)
             self._demuxer = VideoDemuxer(self._video[0], self.version)
             codec = await asyncio.wait_for(self._demuxer.read_codec(), opts.connect_timeout)
+            if self._audio is not None:
+                await asyncio.wait_for(self._open_audio(self._audio[0]), opts.connect_timeout)
+        except StreamDisabled as exc:
+            await self.close()
+            raise GuestError(f"{opts.serial}: {exc}{self._why()}") from None
         except asyncio.IncompleteReadError:
             await self.close()
             raise GuestError(
@@ -146,7 +166,8 @@ class ScrcpyConnection:
                 video = await self.adb.open_local_abstract(serial, name)
                 break
             except AdbError:
-                if self._shell_task.done() or time.monotonic() > deadline:
+                shell_ended = self._shell_task is not None and self._shell_task.done()
+                if shell_ended or time.monotonic() > deadline:
                     await asyncio.sleep(0.05)  # let the shell's last words arrive
                     raise
                 await asyncio.sleep(0.05)
@@ -154,6 +175,9 @@ class ScrcpyConnection:
         dummy = await asyncio.wait_for(video.reader.readexactly(1), self.options.connect_timeout)
         if dummy != b"\x00":
             raise ProtocolError(f"expected the dummy byte 0, got {dummy!r}")
+        if self.server.audio:  # sockets are opened in scrcpy's order: video, audio, control
+            audio = await self.adb.open_local_abstract(serial, name)
+            self._audio = (audio.reader, audio.writer)
         if self.server.control:
             ctl = await self.adb.open_local_abstract(serial, name)
             self._control = (ctl.reader, ctl.writer)
@@ -173,6 +197,8 @@ class ScrcpyConnection:
             await self._start_shell()
             timeout = self.options.connect_timeout
             self._video = await asyncio.wait_for(accepted.get(), timeout)
+            if self.server.audio:
+                self._audio = await asyncio.wait_for(accepted.get(), timeout)
             if self.server.control:
                 self._control = await asyncio.wait_for(accepted.get(), timeout)
         finally:
@@ -186,9 +212,12 @@ class ScrcpyConnection:
         """Pump the sockets until the server ends (StreamEnded) or misbehaves (ProtocolError)."""
         assert self._demuxer is not None
         video = asyncio.create_task(self._video_loop(self._demuxer))
+        assert self._shell_task is not None
         tasks = [video, self._shell_task]
         if self._control is not None:
             tasks.append(asyncio.create_task(self._device_messages(self._control[0])))
+        if self._audio_demuxer is not None:
+            tasks.append(asyncio.create_task(self._audio_loop(self._audio_demuxer)))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not video.done():
@@ -213,6 +242,26 @@ class ScrcpyConnection:
                 self._on_session(item)
             else:
                 self._on_packet(item)
+
+    async def _open_audio(self, reader: asyncio.StreamReader) -> None:
+        demuxer = AudioDemuxer(reader, self.version)
+        try:
+            codec = await demuxer.read_codec()
+        except StreamDisabled as exc:
+            # Android < 11 cannot capture audio: video goes on without it.
+            log.info("%s: no audio: %s", self.options.serial, exc)
+            return
+        self._audio_demuxer = demuxer
+        if codec == "opus":
+            self.audio_codec = codec
+        else:
+            log.warning("%s: audio in %s cannot go to WebRTC; ignored", self.options.serial, codec)
+
+    async def _audio_loop(self, demuxer: AudioDemuxer) -> None:
+        while True:
+            packet = await demuxer.next()
+            if self._on_audio is not None and self.audio_codec is not None:
+                self._on_audio(packet)
 
     async def _device_messages(self, reader: asyncio.StreamReader) -> None:
         buf = bytearray()
@@ -259,12 +308,12 @@ class ScrcpyConnection:
         if self._closed:
             return
         self._closed = True
-        for pair in (self._video, self._control):
+        for pair in (self._video, self._audio, self._control):
             if pair is not None:
                 pair[1].close()
         if self._shell is not None:
             await self._shell.close()
-        task = getattr(self, "_shell_task", None)
+        task = self._shell_task
         if task is not None:
             task.cancel()
             with contextlib.suppress(BaseException):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from cloudphone.vm.android import annexb
 from cloudphone.vm.android.scrcpy_protocol import (
+    CODEC_STREAM_DISABLED,
+    CODEC_STREAM_ERROR,
     HEADER_SIZE,
     ProtocolError,
     ServerVersion,
@@ -33,6 +35,24 @@ from cloudphone.vm.android.scrcpy_protocol import (
 
 class StreamEnded(EOFError):
     """The device closed the video socket at a packet boundary (server stopped or died)."""
+
+
+class StreamDisabled(Exception):
+    """The device wrote 0 or 1 instead of a codec id: it will not (0) or cannot (1) stream."""
+
+    def __init__(self, message: str, *, error: bool) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+async def _read_codec_id(reader: asyncio.StreamReader, what: str) -> int:
+    raw = await _read_exactly(reader, 4, f"{what} codec id")
+    (codec_id,) = struct.unpack(">I", raw)
+    if codec_id == CODEC_STREAM_DISABLED:
+        raise StreamDisabled(f"the device disabled the {what} stream", error=False)
+    if codec_id == CODEC_STREAM_ERROR:
+        raise StreamDisabled(f"{what} configuration error on the device", error=True)
+    return int(codec_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +89,7 @@ class VideoDemuxer:
 
     async def read_codec(self) -> str:
         """Read the codec id (and for 3.x the initial size, kept until `next()` reports it)."""
-        raw = await _read_exactly(self._reader, 4, "codec id")
-        (codec_id,) = struct.unpack(">I", raw)
+        codec_id = await _read_codec_id(self._reader, "video")
         self.codec = codec_name(codec_id, video=True)
         if not self.version.has_session_packets:
             data = await _read_exactly(self._reader, 8, "video size")
@@ -141,3 +160,33 @@ class VideoDemuxer:
         else:
             data = payload
         return VideoPacket(data=data, pts=pts, keyframe=keyframe)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPacket:
+    """One Opus packet (20 ms) as the device's MediaCodec made it."""
+
+    data: bytes
+    pts_us: int  # the device's clock
+
+
+class AudioDemuxer:
+    """Reads the audio socket: codec id, then media packets (config packets carry the OpusHead,
+    which RTP does not need, and are skipped). No session packets on audio."""
+
+    def __init__(self, reader: asyncio.StreamReader, version: ServerVersion) -> None:
+        self._reader = reader
+        self.version = version
+        self.codec: str | None = None
+
+    async def read_codec(self) -> str:
+        self.codec = codec_name(await _read_codec_id(self._reader, "audio"), video=False)
+        return self.codec
+
+    async def next(self) -> AudioPacket:
+        while True:
+            header = await _read_exactly(self._reader, HEADER_SIZE, "audio packet header")
+            frame = parse_frame_header(header, self.version)
+            payload = await _read_exactly(self._reader, frame.size, "audio packet payload")
+            if not frame.config:
+                return AudioPacket(payload, frame.pts or 0)
