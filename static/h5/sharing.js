@@ -42,8 +42,10 @@ export function installSharing({ $, state, sendControl }) {
     const owner = s.role === "owner";
     label.textContent = s.inControl ? "You have control"
       : s.controllerName ? `${s.controllerName} has control` : "Nobody has control";
+    const asked = s.requests.some((r) => r.session === s.you);
     if (!s.canControl) label.textContent += " · view only";
-    requestBtn.hidden = s.inControl || !s.canControl || owner;
+    if (asked) label.textContent += " · you asked for control";
+    requestBtn.hidden = s.inControl || !s.canControl || owner || asked;
     takeBtn.hidden = s.inControl || !owner;
     releaseBtn.hidden = !s.inControl || owner;
     for (const el of ownerOnly) el.hidden = !owner;
