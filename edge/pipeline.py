@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,8 +36,11 @@ TRACE_FRAMES = 4096
 
 def stream_key(codec: str, mark: str | None = None) -> str:
     """Streams are keyed by codec, and by watermark label when the picture carries one: each
-    distinct mark is its own encode."""
-    return codec if mark is None else f"{codec}#{mark}"
+    distinct mark is its own encode. The label is digested: keys reach every viewer's stats
+    and the metrics, and must not name the other viewers."""
+    if mark is None:
+        return codec
+    return f"{codec}#{hashlib.sha256(mark.encode()).hexdigest()[:10]}"
 
 
 class PacketSubscriber(Protocol):
@@ -363,8 +367,7 @@ class Pipeline:
                     framesDropped=st.dropped,
                     bitrateTarget=stream.worker.encoder.bitrate,
                 )
-            if stream.mark is not None:
-                entry["watermark"] = stream.mark
+            entry["watermarked"] = stream.mark is not None
             streams[key] = entry
         out["streams"] = streams
         return out

@@ -326,7 +326,7 @@ class PeerSession:
                 type="stats",
                 session=self.session_id,
                 codec=self.codec,
-                stream=self._track.stream_key,  # "h264", or "h264#<mark>" when watermarked
+                stream=self._track.stream_key,  # "h264", or "h264#<digest>" when watermarked
                 packetsSent=self._track.packets_sent,
                 packetsDropped=self._track.packets_dropped,
                 inputsApplied=self.inputs_applied,
