@@ -6,6 +6,7 @@ the telephony prompt) and real input devices; the phone and the edge are the rea
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from typing import Any
@@ -121,9 +122,16 @@ async def test_owner_and_invited_guest_share_a_phone(make_edge: EdgeFactory) -> 
             await eventually(lambda: phone.ui is not None and phone.ui.current == "Notes")
 
             # The guest's decoded picture carries the guest's name, the owner's the owner's.
-            await guest.wait_for_function(
-                f"window.cloudphoneProbe.frames.some(f => f.seq >= {await guest.evaluate('window.cloudphone.seq')})"
-            )
+            # Both pages must show the same phone frame: a fresh one, once the screen is still.
+            await asyncio.sleep(0.5)
+            phone.request_refresh()
+            await eventually(lambda: phone.frames_rendered > 0)
+            target = phone.frames_rendered
+            await eventually(lambda: phone.frames_rendered > target)
+            for page in (owner, guest):
+                await page.wait_for_function(
+                    f"window.cloudphoneProbe.frames.some(f => f.frame >= {target})", timeout=10000
+                )
             seen = {"guest": await luma(guest), "owner": await luma(owner)}
             diff = seen["guest"] - seen["owner"]
             assert mark_change(diff, "guest-bob", ("developer",)) > 12
@@ -166,7 +174,11 @@ async def test_owner_and_invited_guest_share_a_phone(make_edge: EdgeFactory) -> 
             await owner.click("#take-control")
             await guest.wait_for_selector("#control-state:text('developer has control')")
             await owner.click("[data-revoke='guest-bob']")
-            await guest.wait_for_function("window.cloudphone.closedReason === 'invite revoked'")
+            await owner.wait_for_function(
+                "window.cloudphone.sharing.invites.some(i => i.label === 'guest-bob' && i.revoked)"
+            )
+            await guest.wait_for_function("window.cloudphone.closedReason !== null")
+            assert await guest.evaluate("window.cloudphone.closedReason") == "invite revoked"
             await eventually(lambda: len(edge.node.sessions) == 1)
 
             # Idle timeout: a policy change applies to the open session at once.
