@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench bench-fanout clean qemu-image
+.PHONY: run test venv sysdeps lint typecheck bench bench-fanout clean qemu-image bench-qemu
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 venv: $(INSTALLED)
 
-## Start the edge with the embedded simulated phone and print the URL to open.
+## Start the edge with the embedded simulated phone, the control plane and a demo tenant; print the URLs.
 run: venv
-	$(BIN)/cloudphone serve $(ARGS)
+	@mkdir -p run
+	$(BIN)/cloudphone serve --control-db run/control.db --demo $(ARGS)
 
 ## System packages the tests use (Chromium, QEMU, busybox); skipped with a reason when not root.
 sysdeps:
@@ -46,6 +47,9 @@ bench: venv
 
 bench-fanout: venv
 	$(BIN)/python -m benchmarks.fanout $(ARGS)
+
+bench-qemu: venv qemu-image
+	$(BIN)/python -m benchmarks.qemu_latency $(ARGS)
 
 bench-android: venv
 	$(BIN)/python -m benchmarks.android_passthrough $(ARGS)

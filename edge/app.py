@@ -193,13 +193,26 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_static("/h5/", root, append_version=True)
     check: TokenCheck | None = None
     if config.control_db:
-        from cloudphone.edge.control import ControlConfig, setup_control
+        from cloudphone.edge.control import setup_control
+        from cloudphone.edge.control.config import load_control_config
 
-        control = ControlConfig(db_path=config.control_db, admin_token=config.admin_token or None)
+        control = load_control_config(config.control_config or None, db_path=config.control_db,
+                                      admin_token=config.admin_token or None)
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
-        # Only connect tokens, admin tokens and invite links now.
+        # Its phones need its tokens; phones from this config keep the edge's own policy.
+        # Invite links are checked first, whoever issued the phone.
+        plane.authorizer.fallback = authorizer
         signaling.authorizer = InviteAuthorizer(invites, plane.authorizer)
         check = token_check(config.admin_token, plane.auth.check)
+        if config.demo:
+            from cloudphone.edge.control.demo import seed_demo
+
+            async def demo(app: web.Application) -> None:
+                host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+                for line in await seed_demo(plane, f"http://{host}:{config.port}"):
+                    print(line, flush=True)
+
+            app.on_startup.append(demo)
     elif config.admin_token or not config.dev_mode:
         check = token_check(config.admin_token)
     else:

@@ -47,6 +47,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
+    p.add_argument("--control-config", help="TOML file: regions, zones, flavors, billing rules")
+    p.add_argument("--demo", action="store_const", const=True,
+                   help="with --control-db: seed a demo admin and user and print how to log in")
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
     p.add_argument(
         "--no-low-latency",
@@ -58,7 +61,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-level")
 
 
-BENCHMARKS = ("latency", "stream")
+BENCHMARKS = ("latency", "stream", "qemu_latency")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

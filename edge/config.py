@@ -52,6 +52,8 @@ class EdgeConfig:
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
     control_db: str = ""  # SQLite file of the control plane (/api/v1); empty: no control plane
+    demo: bool = False  # with control_db: seed an admin and a user with two phones (make run)
+    control_config: str = ""  # TOML: regions, zones this node serves, flavors, prices, rules
     log_level: str = "info"
     instances: list[dict[str, Any]] = field(
         default_factory=list

@@ -21,10 +21,12 @@ from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.config import load_config
 from cloudphone.edge.control import ControlConfig, ControlPlane, Flavor, ManualClock, setup_control
 from cloudphone.edge.control.notifier import JsonlSender
+from cloudphone.edge.control.openapi import openapi_document
 
-from tests.control_support import LedgerGuest, make_pool
+from tests.control_support import LedgerGuest, check_documented, make_pool
 
 TOKEN = "site-admin-token"
+DOC = openapi_document()
 PROBE = Flavor("probe", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
                year_cents=10000, guest_options={"stamp": True})
 QUIET = Flavor("quiet", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
@@ -50,6 +52,7 @@ class Browser:
             body = await resp.json()
             self.last = resp
             assert resp.status == expect, (resp.status, body)
+            check_documented(DOC, method, path, resp.status, body)
             return body
 
     async def login(self, account: str, password: str, expect: int = 200) -> Any:
@@ -116,7 +119,8 @@ class Site:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no code was sent for {challenge}")
 
-    async def seed(self, *, users: int = 2, password: str = "correct horse 1") -> dict[str, Any]:
+    async def seed(self, *, users: int = 2, password: str = "correct horse 1",
+                   money: int = 100_000) -> dict[str, Any]:
         """An org, `users` users (user0, user1...), money, and no phones yet."""
         org = await self.admin.call("POST", "/orgs", 201, json_body={"name": "Sales"})
         made = []
@@ -124,7 +128,8 @@ class Site:
             made.append(await self.admin.call("POST", "/users", 201, json_body={
                 "login": f"user{i}", "name": f"User {i}", "mobile": f"+861380000{i:04d}",
                 "org_id": org["id"], "password": password}))
-        await self.admin.call("POST", "/account/recharge", json_body={"amount_cents": 100_000})
+        if money:
+            await self.admin.call("POST", "/account/recharge", json_body={"amount_cents": money})
         return {"org": org, "users": made, "password": password}
 
     async def buy(self, count: int = 1, flavor: str = "quiet", name: str = "ph") -> list[str]:

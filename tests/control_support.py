@@ -124,6 +124,22 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
             check_schema(item, schema["items"], doc, f"{path}[{i}]")
 
 
+def check_documented(doc: dict[str, Any], method: str, path: str, status: int,
+                     body: Any) -> None:
+    """Assert that the OpenAPI document describes this exchange exactly (status and body)."""
+    bare = path.split("?")[0]
+    for template in doc["paths"]:
+        pattern = "^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, bare):
+            break
+    else:
+        raise AssertionError(f"{path} is not in the OpenAPI document")
+    op = doc["paths"][template][method.lower()]
+    documented = op["responses"].get(str(status))
+    assert documented is not None, f"{method} {path}: status {status} undocumented"
+    check_schema(body, documented["content"]["application/json"]["schema"], doc)
+
+
 class Api:
     """An HTTP client for /api/v1 that checks every response against the OpenAPI document."""
 
@@ -132,23 +148,12 @@ class Api:
         self.doc = doc
         self.headers = headers
 
-    def _template(self, path: str) -> str:
-        for template in self.doc["paths"]:
-            pattern = "^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$"
-            if re.match(pattern, path):
-                return template
-        raise AssertionError(f"{path} is not in the OpenAPI document")
-
     async def call(self, method: str, path: str, expect: int = 200, **kw: Any) -> Any:
         headers = {**self.headers, **kw.pop("headers", {})}
         resp = await self.client.request(method, "/api/v1" + path, headers=headers, **kw)
         body = await resp.json()
         assert resp.status == expect, (resp.status, body)
-        op = self.doc["paths"][self._template(path.split("?")[0])][method.lower()]
-        documented = op["responses"].get(str(resp.status))
-        assert documented is not None, f"{method} {path}: status {resp.status} undocumented"
-        schema = documented["content"]["application/json"]["schema"]
-        check_schema(body, schema, self.doc)
+        check_documented(self.doc, method, path, resp.status, body)
         return body
 
     async def get(self, path: str, expect: int = 200, **kw: Any) -> Any:

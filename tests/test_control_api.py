@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,28 @@ async def test_cli_admin_token_is_accepted_and_replaces_the_previous_one(
     assert old.status == 401
     none = await client.get(f"{PREFIX}/account", headers={"Authorization": "Bearer "})
     assert none.status == 401
+
+
+def test_every_reference_in_the_openapi_document_resolves() -> None:
+    doc = openapi_document()
+    refs: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                refs.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert refs
+    names = set(doc["components"]["schemas"])
+    assert {r.rsplit("/", 1)[1] for r in refs} <= names
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"], (path, method)
+            params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert params == set(re.findall(r"{(\w+)}", path)), (path, method)

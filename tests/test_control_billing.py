@@ -7,6 +7,8 @@ layer over the same calls is covered by test_control_api.py.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
@@ -374,3 +376,69 @@ async def test_the_scheduler_task_bills_on_the_injected_clock(tmp_path: Path) ->
         assert (await plane.account())["balance_cents"] == 93
     finally:
         await plane.close()
+
+
+REPO = Path(__file__).resolve().parent.parent
+KILLED_AFTER_METERING = """
+import asyncio, os, signal, sys
+from cloudphone.edge.control import ManualClock
+from cloudphone.edge.control.plane import ControlPlane
+from cloudphone.edge.control.sqlite_store import SQLiteStore
+from tests.control_support import make_config, make_pool, order_body
+
+async def main(db, t0):
+    clock = ManualClock(t0)
+    plane = ControlPlane(make_pool(), SQLiteStore(db), make_config(), clock, scheduler=False)
+    await plane.start()
+    await plane.recharge(1000)
+    await plane.orders.place(plane.account_id, plane.orders.parse_order(order_body()))
+    clock.advance(1800)
+    await plane.billing.meter_all(int(clock.now()))
+    os.kill(os.getpid(), signal.SIGKILL)  # between metering and billing, no shutdown at all
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+async def test_a_real_kill_9_between_metering_and_billing(tmp_path: Path) -> None:
+    db = tmp_path / "killed.db"
+    t0 = 1_767_225_600.0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_AFTER_METERING, str(db), str(t0),
+        cwd=REPO)
+    assert await proc.wait() == -signal.SIGKILL
+    rig = Rig(db, make_config())
+    rig.clock.set(t0 + 1800)
+    plane = await rig.boot()
+    try:
+        [phone] = await plane.phones()
+        assert phone["billing"]["metered_seconds"] == 1800  # the metered half hour survived
+        assert phone["billing"]["billed_cents"] == 0
+        rig.clock.advance(1800)
+        await plane.billing.tick()
+        await plane.billing.tick()
+        phone = await plane.phone(phone["id"])
+        assert phone["billing"]["metered_seconds"] == HOUR
+        assert [e["amount_cents"] for e in await rig.entries("usage")] == [-7]
+        assert await rig.balance() == 1000 - 7
+    finally:
+        await rig.close()
+
+
+async def test_a_phone_released_for_arrears_still_pays_its_last_seconds(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "a.db", make_config(arrears_s=10))
+    await rig.boot()
+    try:
+        a, b = await rig.order(2)
+        rig.clock.advance(1800)
+        await rig.plane.orders.delete(rig.plane.account_id, a)  # final bill: balance -3
+        assert (await rig.phone(b))["state"] == "frozen"  # its 1800 s are metered, not billed
+        rig.clock.advance(11)  # released for arrears before its hourly bill came
+        await rig.plane.billing.tick()
+        phone = await rig.phone(b)
+        assert phone["state"] == "released"
+        assert phone["billing"]["metered_seconds"] == 1800
+        assert phone["billing"]["billed_cents"] == 1800 * 7 // 3600
+        assert await rig.balance() == -2 * (1800 * 7 // 3600)
+    finally:
+        await rig.close()

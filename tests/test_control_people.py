@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
@@ -272,6 +273,7 @@ async def test_trusted_browsers_are_revocable_by_the_user_and_the_admin(site: Si
     b = site.browser()
     await b.full_login("user0", seeded["password"], trust=True)
     [device] = (await b.call("GET", "/me/devices"))["devices"]
+    assert device["label"].startswith("Python/")  # the browser's User-Agent, to recognise it
     await b.call("DELETE", f"/me/devices/{device['id']}")
     await b.call("DELETE", f"/me/devices/{device['id']}", 404)
     assert (await b.login("user0", seeded["password"]))["status"] == "challenge"
@@ -287,3 +289,53 @@ async def test_sessions_expire(site: Site) -> None:
     site.clock.advance(site.plane.config.session_ttl_s + 1)
     err = await b.call("GET", "/me/phones", 401)
     assert err["error"]["code"] == "unauthorized"
+
+
+async def test_codes_sent_per_account_are_limited(site: Site) -> None:
+    seeded = await site.seed()
+    b = site.browser()
+    for _ in range(site.plane.config.codes_per_window):
+        assert (await b.login("user0", seeded["password"]))["status"] == "challenge"
+    err = await b.login("user0", seeded["password"], expect=429)
+    assert err["error"]["code"] == "too_many_codes"
+
+
+async def test_frozen_phones_show_as_such_and_cannot_be_entered(site: Site) -> None:
+    seeded = await site.seed(money=0)
+    [phone] = await site.buy()
+    await site.admin.call("POST", f"/phones/{phone}/assign",
+                          json_body={"user_id": seeded["users"][0]["id"]})
+    b = site.browser()
+    await b.full_login("user0", seeded["password"])
+    site.clock.advance(3600)
+    await site.plane.billing.tick()  # an hour on an empty balance: arrears, frozen
+    [mine] = (await b.call("GET", "/me/phones"))["phones"]
+    assert (mine["state"], mine["usable"]) == ("frozen", False)
+    err = await b.call("POST", f"/me/phones/{phone}/connect", 409)
+    assert err["error"]["code"] == "phone_unavailable"
+
+
+async def test_old_login_records_are_pruned(site: Site) -> None:
+    seeded = await site.seed()
+    b = site.browser()
+    await b.login("user0", "wrong guess", expect=401)
+    await b.full_login("user0", seeded["password"])
+    site.clock.advance(3 * 86400)
+    await site.plane.billing.tick()
+    async with site.plane.store.transaction() as tx:
+        left = [await tx.fetchone(f"SELECT COUNT(*) AS n FROM {t}")
+                for t in ("auth_failures", "challenges", "sessions")]
+    assert [r["n"] for r in left if r] == [0, 0, 0]
+
+
+async def test_a_code_raced_by_two_requests_opens_one_session(site: Site) -> None:
+    seeded = await site.seed()
+    b1, b2 = site.browser(), site.browser()
+    reply = await b1.login("user0", seeded["password"])
+    code = await site.code_for(reply["challenge"])
+    body = {"challenge": reply["challenge"], "code": code, "trust_browser": False}
+    results = await asyncio.gather(*(
+        b.http.post(site.url("/api/v1/auth/verify"), json=body) for b in (b1, b2)))
+    for r in results:
+        r.release()
+    assert sorted(r.status for r in results) == [200, 401]

@@ -30,7 +30,7 @@ async def _two_users_with_phones(
 
 
 async def test_a_user_reaches_their_phone_and_never_another(site: Site) -> None:
-    alice, _, a_phone, b_phone = await _two_users_with_phones(site)
+    alice, bob, a_phone, b_phone = await _two_users_with_phones(site)
     ticket = await alice["browser"].call("POST", f"/me/phones/{a_phone}/connect")
     client = await site.viewer(a_phone, ticket["token"])
     await client.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
@@ -42,13 +42,17 @@ async def test_a_user_reaches_their_phone_and_never_another(site: Site) -> None:
     with pytest.raises(SignalingError) as err:
         await site.viewer(b_phone, ticket["token"])
     assert err.value.code == "forbidden"
-    # Rewriting the phone inside the token breaks its signature.
-    forged = ticket["token"].replace(a_phone, b_phone)
-    with pytest.raises(SignalingError) as err:
-        await site.viewer(b_phone, forged)
-    assert err.value.code == "unauthorized"
-    # No token, a made-up one, or an expired one: refused (no open development access).
-    for token in (None, "cpc1.1.x.9999999999.sig", "letmein"):
+    # Rewriting the phone (or the user) inside the token breaks its signature: forbidden.
+    bob_id = str(bob["user"]["id"])
+    parts = ticket["token"].split(".")
+    for forged in (ticket["token"].replace(a_phone, b_phone),
+                   ".".join([parts[0], bob_id, b_phone, *parts[3:]]),
+                   f"cpc1.{bob_id}.{b_phone}.9999999999.c2lnbmF0dXJl"):
+        with pytest.raises(SignalingError) as err:
+            await site.viewer(b_phone, forged)
+        assert err.value.code == "forbidden"
+    # No token, or something that is no token at all: unauthorized (no open dev access).
+    for token in (None, "letmein"):
         with pytest.raises(SignalingError) as err:
             await site.viewer(a_phone, token)
         assert err.value.code == "unauthorized"
@@ -58,7 +62,9 @@ async def test_a_user_reaches_their_phone_and_never_another(site: Site) -> None:
     assert err.value.code == "unauthorized"
     # The admin token still opens any phone.
     admin_view = await site.viewer(b_phone, TOKEN)
-    await admin_view.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
+    frame = await admin_view.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
+    # Her data channel drove her phone only: Bob's phone never applied an input.
+    assert frame.stamp is not None and frame.stamp.input_seq == 0
 
 
 async def test_unassigning_ends_the_users_live_session(site: Site) -> None:
@@ -75,3 +81,17 @@ async def test_unassigning_ends_the_users_live_session(site: Site) -> None:
     assert err.value.code == "forbidden"
     await alice["browser"].call("POST", f"/me/phones/{a_phone}/connect", 403)
     assert (await alice["browser"].call("GET", "/me/phones"))["count"] == 0
+
+
+async def test_edge_phones_keep_the_edge_policy_and_sold_phones_need_tokens(site: Site) -> None:
+    from cloudphone.edge.auth import DevelopmentAuthorizer
+    from cloudphone.vm.pool import GuestSpec
+
+    site.plane.authorizer.fallback = DevelopmentAuthorizer()  # as `make run` in dev mode
+    await site.plane.pool.create("dev-1", GuestSpec("simulated", 320, 568, 30, {"stamp": True}))
+    open_view = await site.viewer("dev-1", None)
+    await open_view.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
+    [sold] = await site.buy(flavor="probe")
+    with pytest.raises(SignalingError) as err:
+        await site.viewer(sold, None)
+    assert err.value.code == "unauthorized"

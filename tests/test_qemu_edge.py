@@ -3,14 +3,16 @@
 Keys, text and a tap go in over the `input` data channel and show in the decoded frames
 (matched by the latency stamp); a resolution change reaches the viewer on the same
 connection; killing QEMU tells the viewer `guest-restarting`, then the stream resumes.
-Uses the default capture path (D-Bus display). One edge, one boot plus one restart (~30 s)."""
+Uses the default capture path (VNC). One edge, one boot plus one restart (~30 s)."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from cloudphone.edge.client import PhoneClient, ReceivedFrame
 from cloudphone.vm.guest import GuestState
@@ -34,12 +36,29 @@ async def _apply(client: PhoneClient, seq: int, timeout: float = 10.0) -> Receiv
     return await client.wait_for_frame(_stamped(seq), timeout)
 
 
+async def _until(
+    client: PhoneClient, seq: int, check: Callable[[ReceivedFrame], bool], what: str
+) -> ReceivedFrame:
+    """The first decoded frame at or after input `seq` that passes `check`. Waiting (rather
+    than judging the first stamped frame) rides out a frame damaged by a lost packet on a busy
+    machine until the keyframe that follows, and a dot that lands one display refresh after
+    the stamp (VGA dirty tracking)."""
+    try:
+        return await client.wait_for_frame(lambda f: _stamped(seq)(f) and check(f), 10.0)
+    except TimeoutError:
+        raise AssertionError(f"no decoded frame showed {what}") from None
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(abs(a.astype(int) - b.astype(int)).mean() > 1.0)
+
+
 async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> None:
     recipe_image()  # build (or reuse) before the edge boots the guest
     edge = await make_edge(guest="qemu")
     guest = edge.pool.get("phone-1")
     assert isinstance(guest, QemuGuest) and guest.state == GuestState.RUNNING
-    assert guest.config.capture == "dbus"  # the default capture path
+    assert guest.config.capture == "vnc"  # the default capture path
     client = await edge.viewer(codec="h264")
     assert client.welcome["screen"] == {"width": 720, "height": 1280, "rotation": 0}
     first = await client.wait_for_frame(lambda f: f.stamp is not None, 15.0)
@@ -49,20 +68,24 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
     seq = client.send_input({"type": "key", "a": "press", "code": "KeyH", "shift": True})
     typed = await _apply(client, seq)
     seq = client.type_text("ello, qemu!")
-    typed = await _apply(client, seq)
     panel = (slice(60, 180), slice(0, 720))
-    assert abs(typed.luma[panel].astype(int) - first.luma[panel].astype(int)).mean() > 1.0
+    typed = await _until(client, seq, lambda f: _differs(f.luma[panel], first.luma[panel]), "text")
 
     # a tap: the guest draws a bright dot where it landed, on a dark background
     seq = client.tap(0.3, 0.8)
-    tapped = await _apply(client, seq)
-    assert tapped.luma[int(0.8 * 1280), int(0.3 * 720)] > 100
-    assert tapped.luma[int(0.8 * 1280), int(0.7 * 720)] < 60
+    await _until(
+        client,
+        seq,
+        lambda f: (
+            f.luma[int(0.8 * 1280), int(0.3 * 720)] > 80
+            and f.luma[int(0.8 * 1280), int(0.7 * 720)] < 60
+        ),
+        "a dot where the tap landed",
+    )
 
     # nav buttons reach the guest (home clears the text panel)
     seq = client.nav("home")
-    home = await _apply(client, seq)
-    assert abs(home.luma[panel].astype(int) - typed.luma[panel].astype(int)).mean() > 1.0
+    await _until(client, seq, lambda f: _differs(f.luma[panel], typed.luma[panel]), "home")
 
     # resolution change: landscape and back, same peer connection
     seq = client.send_input({"type": "key", "a": "press", "code": "F11"})
@@ -81,7 +104,7 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
         lambda: any(m.get("event") == "guest-restarting" for m in _controls(client, "guest/state")),
         5.0,
     )
-    await eventually(lambda: guest.state == GuestState.RUNNING, 45.0)
+    await eventually(lambda: guest.state == GuestState.RUNNING, 90.0)
     states = [m["state"] for m in _controls(client, "guest/state")]
     assert states[-2:] == ["restarting", "running"]
     assert not pid_alive(old_pid)  # reaped: no zombie

@@ -1,18 +1,25 @@
-"""QEMU guest parts that need no boot: key maps, input translation, the cpio writer, errors."""
+"""QEMU guest parts that need no boot: key maps, input translation, the cpio writer, errors,
+and the D-Bus display attach under uvloop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import uvloop
 from cloudphone.vm.guest import GuestError, GuestState, KeyEvent, NavEvent, TextEvent, TouchEvent
 from cloudphone.vm.pool import GuestSpec, InstancePool
 from cloudphone.vm.qemu import QemuConfig, QemuGuest, register
+from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.image import _cpio_entry, write_initramfs
 from cloudphone.vm.qemu.keymap import CHAR_TO_QCODE, qcode_for_dom, strokes_for_text
+from cloudphone.vm.qemu.process import QemuProcess
+
+from tests.qemu_support import pid_alive, recipe_config, recipe_image, requires_qemu
 
 
 def test_dom_codes_map_to_qcodes() -> None:
@@ -112,3 +119,51 @@ def test_initramfs_writer_makes_a_valid_newc_archive(tmp_path: Path) -> None:
         [busybox, "cpio", "-t"], input=out.read_bytes(), capture_output=True, check=True
     ).stdout.decode()
     assert listing.split() == ["bin", "init", "bin/x"]
+
+
+@requires_qemu
+@pytest.mark.qemu
+def test_dbus_display_attaches_under_uvloop() -> None:
+    """`cloudphone serve` runs on uvloop, whose transports differ (fd passing over QMP). The
+    D-Bus display attaches before the guest boots, so this needs QEMU but no boot: ~1 s."""
+
+    async def attach() -> tuple[int, int]:
+        image = recipe_image()
+        process = QemuProcess(recipe_config(image, capture="dbus"))
+        await process.start()
+        sizes: list[tuple[int, int]] = []
+        display = DbusDisplay(process.qmp, lambda fb, t, d: None, lambda w, h: sizes.append((w, h)))
+        try:
+            await display.connect()
+            run = asyncio.ensure_future(display.run())
+            for _ in range(200):  # the firmware's first scanout
+                if sizes:
+                    break
+                await asyncio.sleep(0.01)
+            run.cancel()
+        finally:
+            await display.close()
+            await process.stop()
+        assert sizes, "no Scanout from QEMU's D-Bus display"
+        return sizes[0]
+
+    width, height = uvloop.run(attach())
+    assert width > 0 and height > 0
+
+
+@requires_qemu
+@pytest.mark.qemu
+async def test_stop_while_booting_ends_qemu_and_reports_stopped() -> None:
+    guest = QemuGuest("early-stop", recipe_config(recipe_image()))
+    starting = asyncio.ensure_future(guest.start())
+    for _ in range(500):
+        if guest.process is not None and guest.process.pid is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert guest.process is not None and guest.process.pid is not None
+    pid = guest.process.pid
+    await guest.stop()  # the edge shutting down while a guest boots
+    with pytest.raises(GuestError):
+        await starting
+    assert guest.state == GuestState.STOPPED
+    assert not pid_alive(pid)

@@ -60,7 +60,8 @@ async def post_verify(request: web.Request) -> web.Response:
     plane = request.app[PLANE_KEY]
     body = await json_body(request)
     granted = await plane.logins.verify(body.get("challenge"), body.get("code"),
-                                        body.get("trust_browser", False), _client_ip(request))
+                                        body.get("trust_browser", False), _client_ip(request),
+                                        request.headers.get("User-Agent", ""))
     return _session_reply(request, granted)
 
 

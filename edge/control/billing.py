@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cloudphone.edge.control import ledger
@@ -134,6 +135,8 @@ class Billing:
         self.clock = clock
         self.lock = lock  # shared with phone actions so pool effects never interleave
         self.ticks = 0
+        # Other periodic work (login housekeeping) run after each round: f(now).
+        self.chores: list[Callable[[int], Awaitable[None]]] = []
         self._ticked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -199,6 +202,7 @@ class Billing:
 
     @staticmethod
     async def _release(tx: Tx, phone_id: str, now: int, reason: str, fx: Effects) -> None:
+        await bill_phone(tx, phone_id, now)  # a final bill for anything metered and not billed
         await tx.execute(
             "UPDATE phones SET state = ?, released_at = ?, release_reason = ?, user_id = NULL"
                     " WHERE id = ?",
@@ -214,6 +218,8 @@ class Billing:
             await self.bill_due(now)
             fx = await self.enforce(now)
             await fx.apply(self.fleet)
+        for chore in self.chores:
+            await chore(now)
         self.ticks += 1
         self._ticked.set()
         self._ticked = asyncio.Event()

@@ -6,8 +6,10 @@ needs no file; a JSON/dict config replaces any part of it.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 
@@ -38,6 +40,9 @@ class Flavor:
     max_bitrate_kbps: int = 4000
     guest_kind: str = "simulated"
     guest_options: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds a batch may take to be running; 0: the control plane's `start_timeout_s` (a QEMU
+    # spec boots slower than a simulated phone).
+    start_timeout_s: float = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,3 +136,13 @@ class ControlConfig:
         if kw.get("node_zones") is not None:
             kw["node_zones"] = tuple(kw["node_zones"])
         return cls(**kw)
+
+
+def load_control_config(file: str | Path | None, **fixed: Any) -> ControlConfig:
+    """Defaults, then a TOML file (top-level keys as in ControlConfig, `[[regions]]`,
+    `[[flavors]]`), then `fixed` (the database and admin token the edge was started with)."""
+    data: dict[str, Any] = {}
+    if file:
+        with open(file, "rb") as f:
+            data = tomllib.load(f)
+    return ControlConfig.from_dict({**data, **fixed})

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 
-from cloudphone.edge.auth import AccessDenied, Principal
+from cloudphone.edge.auth import AccessDenied, Authorizer, Principal
 from cloudphone.edge.control.auth import AdminAuth
 from cloudphone.edge.control.clock import Clock
 from cloudphone.edge.control.phones import PhoneState
@@ -51,40 +51,52 @@ class ConnectTokens:
         body = f"{PREFIX}.{user_id}.{phone_id}.{expires}"
         return f"{body}.{self._sign(body)}", expires
 
-    def check(self, token: str) -> tuple[int, str] | None:
-        """(user id, phone id) of a well-signed, unexpired token; None otherwise."""
+    def check(self, token: str) -> tuple[int, str]:
+        """(user id, phone id) of a well-signed, unexpired token; AccessDenied otherwise.
+
+        A token of our shape whose signature does not match was altered or made up by someone
+        reaching for a phone: that is `forbidden`, like any other phone not theirs.
+        """
         parts = token.split(".")
         if len(parts) != 5 or parts[0] != PREFIX:
-            return None
+            raise AccessDenied("unauthorized", "the token is not a connect token")
         body, sig = ".".join(parts[:4]), parts[4]
         if not hmac.compare_digest(self._sign(body), sig):
-            return None
+            raise AccessDenied("forbidden", "the token was not issued for this")
         try:
             user_id, expires = int(parts[1]), int(parts[3])
         except ValueError:
-            return None
+            raise AccessDenied("forbidden", "the token was not issued for this") from None
         if expires <= int(self.clock.now()):
-            return None
+            raise AccessDenied("unauthorized", "the token expired; ask for a new one")
         return user_id, parts[2]
 
 
 class ControlAuthorizer:
-    """Admin tokens open any phone; connect tokens open the one phone bound to their user."""
+    """Admin tokens open any phone; connect tokens open the one phone bound to their user.
 
-    def __init__(self, store: Store, tokens: ConnectTokens, admin: AdminAuth) -> None:
+    Phones the control plane does not know (created by the edge's own configuration) are left
+    to `fallback`, the edge's own policy; phones it sold never are.
+    """
+
+    def __init__(self, store: Store, tokens: ConnectTokens, admin: AdminAuth,
+                 fallback: Authorizer | None = None) -> None:
         self.store = store
         self.tokens = tokens
         self.admin = admin
+        self.fallback = fallback
 
     async def authorize(self, token: str | None, instance: str, role: str) -> Principal:
+        if token and not token.startswith(PREFIX + ".") and await self.admin.check(token):
+            return Principal(name="admin", role=role, kind="admin")
+        if self.fallback is not None:
+            async with self.store.transaction() as tx:
+                managed = await tx.fetchone("SELECT 1 AS x FROM phones WHERE id = ?", (instance,))
+            if managed is None:
+                return await self.fallback.authorize(token, instance, role)
         if not token:
             raise AccessDenied("unauthorized", "a token is required")
-        if not token.startswith(PREFIX + ".") and await self.admin.check(token):
-            return Principal(name="admin", role=role, kind="admin")
-        claims = self.tokens.check(token)
-        if claims is None:
-            raise AccessDenied("unauthorized", "the token is invalid or expired")
-        user_id, phone_id = claims
+        user_id, phone_id = self.tokens.check(token)
         if phone_id != instance:
             raise AccessDenied("forbidden", "this token is for another phone")
         async with self.store.transaction() as tx:

@@ -54,7 +54,7 @@ class Fleet:
         spec = spec_for(flavor)
         created: list[str] = []
         try:
-            async with asyncio.timeout(self.config.start_timeout_s):
+            async with asyncio.timeout(flavor.start_timeout_s or self.config.start_timeout_s):
                 for guest_id in ids:
                     created.append(guest_id)
                     await self.pool.create(guest_id, spec)

@@ -26,7 +26,8 @@ class EntryKind(StrEnum):
 
 async def ensure_account(tx: Tx, account_id: int, name: str, now: int) -> None:
     await tx.execute(
-        "INSERT OR IGNORE INTO accounts (id, name, balance_cents, created_at) VALUES (?, ?, 0, ?)",
+        "INSERT INTO accounts (id, name, balance_cents, created_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (id) DO NOTHING",
         (account_id, name, now),
     )
 

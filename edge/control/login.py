@@ -150,7 +150,8 @@ class Logins:
         self.notices.kick()
         return Challenge(challenge_id, expires, mask_mobile(user["mobile"]))
 
-    async def verify(self, challenge_id: Any, code: Any, trust: Any, ip: str) -> Granted:
+    async def verify(self, challenge_id: Any, code: Any, trust: Any, ip: str,
+                     label: str = "") -> Granted:
         if not isinstance(challenge_id, str) or not isinstance(code, str):
             raise bad_request("invalid_code_format", "challenge and code are strings")
         if not isinstance(trust, bool):
@@ -183,9 +184,9 @@ class Logins:
         async with self.store.transaction() as tx:
             user = await tx.fetchone("SELECT * FROM users WHERE id = ?", (ch["user_id"],))
         assert user is not None
-        return await self._grant(user, now, trust=trust)
+        return await self._grant(user, now, trust=trust, label=label)
 
-    async def _grant(self, user: Row, now: int, *, trust: bool) -> Granted:
+    async def _grant(self, user: Row, now: int, *, trust: bool, label: str = "") -> Granted:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         expires = now + self.config.session_ttl_s
         device = secrets.token_urlsafe(32) if trust else None
@@ -195,9 +196,10 @@ class Logins:
                 " VALUES (?, ?, ?, ?, ?)", (digest(token), user["id"], csrf, now, expires))
             if device is not None:
                 await tx.execute(
-                    "INSERT INTO devices (token_hash, user_id, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (digest(device), user["id"], now, now + self.config.device_ttl_s))
+                    "INSERT INTO devices (token_hash, user_id, label, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (digest(device), user["id"], label[:120], now,
+                     now + self.config.device_ttl_s))
         return Granted(token, csrf, expires, user, device)
 
     # -- sessions -----------------------------------------------------------------------------
@@ -242,6 +244,16 @@ class Logins:
             await tx.execute(
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                 (self.now(), user_id))
+
+    async def prune(self, now: int) -> None:
+        """Forget what can no longer matter: old failures, spent challenges, dead sessions."""
+        day = 86400
+        async with self.store.transaction() as tx:
+            await tx.execute("DELETE FROM auth_failures WHERE at < ?",
+                             (now - self.config.fail_window_s - day,))
+            await tx.execute("DELETE FROM challenges WHERE expires_at < ?", (now - day,))
+            await tx.execute("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?",
+                             (now - day, now - day))
 
     # -- trusted browsers ---------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ class ControlPlane:
         self.logins = Logins(store, self.clock, self.config, self.notices)
         self.tokens = ConnectTokens(store, self.clock, self.config.connect_token_ttl_s)
         self.authorizer = ControlAuthorizer(store, self.tokens, self.auth)
+        self.billing.chores.append(self.logins.prune)
         self._scheduler = scheduler
         self._closed = False
 

@@ -7,7 +7,12 @@ import { installSharing } from "./sharing.js";
 
 const params = new URLSearchParams(location.search);
 const instance = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
-const token = params.get("token") || sessionStorage.getItem("cloudphone.token") || undefined;
+let token = params.get("token") || sessionStorage.getItem("cloudphone.token") || undefined;
+// A user who logged in (control plane) gets a connect token for this phone from here.
+// An invite link (`cpi_` token) is used as it is, even in a browser where someone logged in.
+const invited = (params.get("token") || "").startsWith("cpi_");
+const tokenUrl = sessionStorage.getItem("cloudphone.userLogin") && !invited
+  ? `/api/v1/me/phones/${encodeURIComponent(instance)}/connect` : null;
 const codec = params.get("codec") || "auto";
 const role = params.get("role") || "owner";
 
@@ -17,6 +22,11 @@ const screenEl = $("screen");
 const statusEl = $("status");
 const overlay = $("overlay");
 const banner = $("banner");
+if (tokenUrl) {  // a logged-in user switches phones on the selection page
+  const back = Object.assign(document.createElement("a"), { href: "/h5/phones.html", textContent: "‹ my phones" });
+  back.style.color = "inherit";
+  $("title").replaceChildren(back);
+}
 
 // State shared with tests and benchmarks (read-only for them: input goes through real events).
 const state = (window.cloudphone = {
@@ -55,9 +65,25 @@ function sendControl(msg) {
 
 const sharing = installSharing({ $, state, sendControl });
 
-function connect() {
+// Logged-in users get a fresh short-lived token before every (re)connect; a login that ended
+// goes to the login page, which brings the user back to this phone afterwards.
+async function refreshToken() {
+  try {
+    const res = await fetch(tokenUrl, { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": sessionStorage.getItem("cloudphone.csrf") || "" } });
+    if (res.status === 401) {
+      location.replace(`/h5/login.html?next=${encodeURIComponent(location.pathname)}`);
+      return false;
+    }
+    if (res.ok) token = (await res.json()).token;
+  } catch (_) { /* offline: try the token we have */ }
+  return true;
+}
+
+async function connect() {
   clearTimeout(retryTimer);
   setStatus("connecting…");
+  if (tokenUrl && !(await refreshToken())) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(`${scheme}//${location.host}/ws`);
   ws.onopen = () => send({ type: "hello", instance, role, codec, ...(token ? { token } : {}) });
@@ -93,6 +119,8 @@ async function onSignal(msg) {
     case "welcome":
       state.welcome = msg;
       state.session = msg.session;
+      // A single-touch guest (QEMU 7.2's tablet) gets only the first finger, not a jumble.
+      pointerIds.max = msg.capabilities?.multitouch === false ? 1 : (msg.capabilities?.maxPointers || 10);
       createPeer(msg.iceServers || []);
       break;
     case "offer":

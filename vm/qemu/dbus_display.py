@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import time
 from typing import Any
 
@@ -48,6 +49,18 @@ FRAME_PIXEL_FORMAT = PIXEL_FORMAT_NAME
 
 class DbusDisplayError(ConnectionError):
     """The D-Bus display connection failed or closed."""
+
+
+def _send_fd(qmp: Any, fd: int) -> None:
+    """Pass `fd` to QEMU over the QMP socket (SCM_RIGHTS), for a following `getfd`."""
+    try:
+        qmp.send_fd_scm(fd)
+        return
+    except AttributeError:  # under uvloop: qemu.qmp reaches for `_sock`, which uvloop lacks
+        pass
+    raw = qmp._writer.transport.get_extra_info("socket")
+    with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+        sock.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("@i", fd))])
 
 
 def _method_call(path: str, interface: str, member: str, signature: str, body: tuple) -> Message:
@@ -184,6 +197,8 @@ class DbusDisplay:
         self.framebuffer = np.zeros((0, 0, 4), np.uint8)
         self.updates = 0
         self.settle = 0.002  # s of quiet that ends one refresh's burst of Update calls
+        self._bands: list[tuple[int, int]] = []
+        self._full_next = True  # first picture and every Scanout: whole
 
     async def connect(self, within: float = 10.0) -> None:
         await asyncio.wait_for(self._connect(), within)
@@ -191,7 +206,7 @@ class DbusDisplay:
     async def _connect(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._qmp.send_fd_scm(theirs.fileno())
+            _send_fd(self._qmp, theirs.fileno())
             await self._qmp.execute("getfd", {"fdname": "cloudphone-dbus"})
             await self._qmp.execute(
                 "add_client", {"protocol": "@dbus-display", "fdname": "cloudphone-dbus"}
@@ -244,7 +259,9 @@ class DbusDisplay:
                 # 7.2, so the picture is complete once the socket stays quiet a moment
                 if changed and not await listener.readable(self.settle):
                     self.updates += 1
-                    self._on_update(self.framebuffer, time.monotonic())
+                    damage = None if self._full_next else tuple(self._bands)
+                    self._full_next, self._bands = False, []
+                    self._on_update(self.framebuffer, time.monotonic(), damage)
                     changed = False
                     continue
                 for message in await listener.messages():
@@ -265,6 +282,7 @@ class DbusDisplay:
         elif iface == LISTENER_IFACE and member == "Scanout":
             w, h, stride, fmt, data = message.body
             self._resize(w, h)
+            self._full_next = True
             changed = self._blit(0, 0, w, h, stride, fmt, data)
         elif iface == LISTENER_IFACE:
             pass  # Disable, MouseSet, CursorDefine, ScanoutDMABUF...: nothing to show
@@ -292,6 +310,7 @@ class DbusDisplay:
         rows = np.frombuffer(data, np.uint8, count=stride * (h - 1) + w * 4)
         src = np.lib.stride_tricks.as_strided(rows, (h, w, 4), (stride, 4, 1))
         fb[y : y + h, x : x + w] = src
+        self._bands.append((y, y + h))
         return True
 
     async def close(self) -> None:

@@ -1,15 +1,17 @@
 """`QemuGuest`: a QEMU virtual machine as a cloud phone behind the edge.
 
-Composition: `QemuProcess` (spawn, QMP, stop), a display source — `DbusDisplay` (QEMU's p2p
-D-Bus display, the default: QEMU pushes damage, nothing to poll or keep alive) or `RfbClient`
-(VNC on a unix socket, the portable path) — and `keymap` (input translation). Input goes over
+Composition: `QemuProcess` (spawn, QMP, stop), a display source — `RfbClient` (VNC on a unix
+socket with a keepalive, the default: lowest input->frame latency measured on these machines,
+benchmarks/RESULTS.md) or `DbusDisplay` (QEMU's p2p D-Bus display: QEMU pushes damage, nothing
+to keep alive, ~10 ms slower here) — and `keymap` (input translation). Input goes over
 QMP `input-send-event` (~2 ms round trip): virtio-tablet absolute axes for touch,
 virtio-keyboard for keys. QEMU 7.2 has no multi-touch device, so the capabilities say one
 pointer and the page adapts.
 
-Supervision: a watcher waits for the first of "QEMU exited", "VNC closed", "QMP disconnected";
-unless we are stopping, that is a crash: viewers see `RESTARTING`, the guest is booted again
-(bounded by `RestartPolicy`) and `RUNNING` follows, or `FAILED` when restarts are used up.
+Supervision: a watcher waits for the first of "QEMU exited", "display connection closed" and
+"QMP disconnected"; unless we are stopping, that is a crash: viewers see `RESTARTING`, the
+guest is booted again (bounded by `RestartPolicy`) and `RUNNING` follows, or `FAILED` when
+restarts are used up.
 
 Latency stamps: the recipe guest (`phone.c`) draws the `vm.stamp` strip with the number of
 input reports it has applied. This class counts the reports it sends (one per
@@ -29,7 +31,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,12 @@ from cloudphone.vm.guest import (
     TextEvent,
     TouchEvent,
 )
+from cloudphone.vm.qemu.accel import choose_accel
 from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
 from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
-from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, RfbClient
-from cloudphone.vm.stamp import draw_stamp, read_stamp
+from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, Damage, RfbClient
+from cloudphone.vm.stamp import draw_stamp, read_stamp, strip_height
 from qemu.qmp import QMPError, Runstate
 
 log = logging.getLogger(__name__)
@@ -91,13 +94,17 @@ class QemuGuest(Guest):
         config: QemuConfig,
         *,
         restart: RestartPolicy | None = None,
-        boot_timeout: float = 45.0,
+        boot_timeout: float = 90.0,  # TCG on a busy 2-core host can take 30+ s
+        ready_on_stamp: bool = True,
         keepalive: float | None = 0.02,
     ) -> None:
         super().__init__(guest_id, ScreenGeometry(config.width, config.height))
         self.config = config
         self.restart_policy = restart or RestartPolicy()
         self.boot_timeout = boot_timeout
+        # The recipe guest is ready when its program draws the stamp; any other guest when its
+        # display first shows the configured size (not the firmware's text mode).
+        self.ready_on_stamp = ready_on_stamp
         self.keepalive = keepalive
         self.process: QemuProcess | None = None
         self._rfb: RfbClient | None = None
@@ -112,6 +119,7 @@ class QemuGuest(Guest):
         self.restart_count = 0
         self.boot_to_first_frame: float | None = None
         self.frames = 0
+        self._pushed_since_boot = False
         self._reset_input_state()
 
     # ------------------------------------------------------------------ Guest API
@@ -129,6 +137,10 @@ class QemuGuest(Guest):
             return
         self._stopping = False
         self._set_state(GuestState.STARTING)
+        if self.config.accel == "auto":
+            self.config = replace(
+                self.config, accel=await choose_accel(self.config, self.ready_on_stamp)
+            )
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self.guest_id)[:40]
         self._run_dir = Path(tempfile.mkdtemp(prefix=f"cloudphone-qemu-{safe_id}-"))
         try:
@@ -136,8 +148,11 @@ class QemuGuest(Guest):
         except BaseException:
             await self._teardown()
             self._remove_run_dir()
-            self._set_state(GuestState.FAILED)
+            # stopped while booting (edge shutting down) is a stop, not a failure
+            self._set_state(GuestState.STOPPED if self._stopping else GuestState.FAILED)
             raise
+        if self._stopping:  # stop() ran while we booted and already tore everything down
+            return
         self._set_state(GuestState.RUNNING)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
@@ -162,15 +177,20 @@ class QemuGuest(Guest):
         if not reports:
             return
         async with self._input_lock:
+            # Map the guest's report counts to seqs *before* sending: the guest may draw (and
+            # the frame arrive) before QMP's reply does. Intermediate reports of a multi-report
+            # input (text) keep the previous seq; only the last carries this event's.
+            for i in range(len(reports)):
+                final = i == len(reports) - 1
+                self._reports_sent += 1
+                self._seq_by_report.append(
+                    (self._reports_sent, event.seq if final else self._last_seq)
+                )
+            self._last_seq = event.seq
             try:
                 for events in reports:
                     await qmp.execute("input-send-event", {"events": events})
-                    self._reports_sent += 1
-                    # intermediate reports keep the previous seq; the last one carries this event's
-                    self._seq_by_report.append((self._reports_sent, self._last_seq))
-                self._last_seq = event.seq
-                self._seq_by_report[-1] = (self._reports_sent, event.seq)
-            except Exception as exc:
+            except Exception as exc:  # QEMU is going away; a restart resets both counts
                 log.warning("%s: input dropped, QMP failed: %s", self.guest_id, exc)
                 return
         if self._rfb is not None:
@@ -180,7 +200,7 @@ class QemuGuest(Guest):
         """Push the current picture again (a viewer joined): an idle guest sends no damage."""
         display = self._display
         if display is not None and self._first_frame.is_set():
-            self._on_update(display.framebuffer, time.monotonic())
+            self._on_update(display.framebuffer, time.monotonic(), ())
 
     # ------------------------------------------------------------------ boot and supervision
 
@@ -188,6 +208,7 @@ class QemuGuest(Guest):
         assert self._run_dir is not None
         self._reset_input_state()
         self._first_frame.clear()
+        self._pushed_since_boot = False
         process = QemuProcess(self.config, self._run_dir)
         self.process = process
         started = time.monotonic()
@@ -234,25 +255,26 @@ class QemuGuest(Guest):
         log.info("%s: first frame %.2f s after start", self.guest_id, self.boot_to_first_frame)
 
     async def _supervise(self) -> None:
-        """Restart the guest when QEMU, its VNC or its QMP connection goes away."""
+        """Restart the guest when QEMU, its display connection or QMP goes away."""
         while not self._stopping:
             reason = await self._wait_for_fault()
             if self._stopping:
                 return
             log.warning("%s: %s; restarting", self.guest_id, reason)
-            if not self._may_restart():
-                log.error("%s: restarts used up, giving up", self.guest_id)
+            while True:  # boot attempts until one shows a frame or the policy says stop
+                if not self._may_restart():
+                    log.error("%s: restarts used up, giving up", self.guest_id)
+                    await self._teardown()
+                    self._set_state(GuestState.FAILED)
+                    return
+                self._set_state(GuestState.RESTARTING)
                 await self._teardown()
-                self._set_state(GuestState.FAILED)
-                return
-            self._set_state(GuestState.RESTARTING)
-            await self._teardown()
-            await asyncio.sleep(self.restart_policy.backoff_s)
-            try:
-                await self._boot()
-            except GuestError as exc:
-                log.error("%s: restart failed: %s", self.guest_id, exc)
-                continue  # the next fault check sees the dead process
+                await asyncio.sleep(self.restart_policy.backoff_s)
+                try:
+                    await self._boot()
+                    break
+                except GuestError as exc:
+                    log.error("%s: restart failed: %s", self.guest_id, exc)
             self.restart_count += 1
             self._set_state(GuestState.RUNNING)
 
@@ -315,7 +337,9 @@ class QemuGuest(Guest):
         if self._first_frame.is_set():  # boot-time text modes are not the phone's screen
             self._set_screen(ScreenGeometry(width, height))
 
-    def _on_update(self, framebuffer: np.ndarray, received_at: float) -> None:
+    def _on_update(self, framebuffer: np.ndarray, received_at: float, damage: Damage) -> None:
+        """A new picture from the display: copy it, map its stamp to the edge's seq, push it.
+        `damage` (changed row bands) lets the converter redo only those rows."""
         if framebuffer.size == 0:
             return
         data = framebuffer.copy()  # the frame must own its pixels; ~1 ms for 720x1280
@@ -324,16 +348,29 @@ class QemuGuest(Guest):
         if stamp is not None:
             seq = self._seq_for_report(stamp.input_seq)
             draw_stamp(data, seq, stamp.frame)
+            if damage is not None:
+                damage = ((0, strip_height(data.shape[0])), *damage)
             self._last_shown_seq = seq
             if not self._first_frame.is_set():
                 self._set_screen(ScreenGeometry(data.shape[1], data.shape[0]))
                 self._first_frame.set()
         elif not self._first_frame.is_set():
-            return  # still booting: the firmware/console picture is not for viewers
+            size = (data.shape[1], data.shape[0])
+            if self.ready_on_stamp or size != (self.config.width, self.config.height):
+                return  # still booting: the firmware/console picture is not for viewers
+            self._set_screen(ScreenGeometry(*size))
+            self._first_frame.set()
+        if not self._pushed_since_boot:  # the pipeline's last picture is from before the boot
+            damage, self._pushed_since_boot = None, True
         self.frames += 1
         self._push_frame(
             RawFrame(
-                data=data, pixel_format=PIXEL_FORMAT_NAME, captured_at=received_at, input_seq=seq
+                data=data,
+                pixel_format=PIXEL_FORMAT_NAME,
+                captured_at=received_at,
+                input_seq=seq,
+                frame_id=self.frames,
+                damage=damage,
             )
         )
 
@@ -422,10 +459,12 @@ class QemuGuest(Guest):
 
 def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     """`InstancePool` factory: `spec.options` may hold kernel, initrd, disk, append, arch,
-    memory (MiB), cpus, accel, binary; without kernel/disk the recipe image is used."""
+    memory (MiB), cpus, accel (tcg, kvm, auto), capture (dbus, vnc), keepalive, binary,
+    boot_timeout, ready_on_stamp; without kernel/disk the recipe image is used."""
     from cloudphone.vm.qemu.image import KERNEL_CMDLINE, ensure_image
 
     options = dict(spec.options)
+    recipe = options.get("kernel") is None and options.get("disk") is None
     kernel = options.get("kernel")
     disk = options.get("disk")
     initrd = options.get("initrd")
@@ -448,7 +487,13 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         width=int(spec.width),
         height=int(spec.height),
         accel=str(options.get("accel", "tcg")),
-        capture=str(options.get("capture", "dbus")),
+        capture=str(options.get("capture", "vnc")),
         binary=options.get("binary"),
     )
-    return QemuGuest(guest_id, config, keepalive=options.get("keepalive", 0.02))
+    return QemuGuest(
+        guest_id,
+        config,
+        keepalive=options.get("keepalive", 0.02),
+        ready_on_stamp=bool(options.get("ready_on_stamp", recipe)),
+        boot_timeout=float(options.get("boot_timeout", 90.0)),
+    )

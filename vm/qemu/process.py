@@ -43,7 +43,9 @@ class QemuConfig:
     width: int = 720
     height: int = 1280
     accel: str = "tcg"  # "tcg" or "kvm"; KVM only where a probe boot proved it works
-    capture: str = "dbus"  # "dbus" (-display dbus,p2p=yes) or "vnc" (RFB on a unix socket)
+    # "vnc" (RFB on a unix socket + keepalive: the lowest input->frame latency measured here)
+    # or "dbus" (-display dbus,p2p=yes: QEMU pushes damage, no keepalive traffic when idle)
+    capture: str = "vnc"
     binary: str | None = None  # default: qemu-system-<arch> on PATH
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 

@@ -41,7 +41,9 @@ PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 
 PIXEL_FORMAT_NAME = "bgra"  # FFmpeg's name for that byte order (the X byte is ignored)
 _CUT_TEXT_EMPTY = struct.pack(">B3xI", 6, 0)
 
-UpdateCallback = Callable[[np.ndarray, float], None]
+#: Row bands [y0, y1) changed since the previous update; None: assume everything changed.
+Damage = tuple[tuple[int, int], ...] | None
+UpdateCallback = Callable[[np.ndarray, float, Damage], None]
 ResizeCallback = Callable[[int, int], None]
 
 
@@ -52,9 +54,9 @@ class RfbError(ConnectionError):
 class RfbClient:
     """Connects to QEMU's VNC unix socket and reports every complete framebuffer update.
 
-    `on_update(framebuffer, received_at)` runs on the event loop after each update with the
-    H x W x 4 array it owns (copy what you keep). `on_resize(width, height)` runs before the
-    first update of a new size.
+    `on_update(framebuffer, received_at, damage)` runs on the event loop after each update with
+    the H x W x 4 array it owns (copy what you keep) and the row bands the update rewrote.
+    `on_resize(width, height)` runs before the first update of a new size.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class RfbClient:
         self.framebuffer = np.zeros((0, 0, BYTES_PER_PIXEL), np.uint8)
         self.name = ""
         self.updates = 0
+        self._full_next = True  # the first picture, and the first after a resize, are whole
 
     @property
     def width(self) -> int:
@@ -185,18 +188,19 @@ class RfbClient:
         if (width, height) == (self.width, self.height):
             return False
         self.framebuffer = np.zeros((height, width, BYTES_PER_PIXEL), np.uint8)
+        self._full_next = True
         if self._on_resize is not None:
             self._on_resize(width, height)
         return True
 
     async def _read_update(self) -> None:
         (count,) = await self._unpack(">xH")
-        pixels = False  # a resize alone carries no picture: QEMU sends it in the next update
+        bands: list[tuple[int, int]] = []  # a resize alone has none: pixels come next update
         for _ in range(count):
             x, y, w, h, encoding = await self._unpack(">HHHHi")
             if encoding == ENCODING_RAW:
                 await self._read_raw(x, y, w, h)
-                pixels = True
+                bands.append((y, y + h))
             elif encoding == ENCODING_DESKTOP_SIZE:
                 self._resize(w, h)
             elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:
@@ -208,9 +212,10 @@ class RfbClient:
                 raise RfbError(f"unexpected encoding {encoding}")
         received_at = time.monotonic()
         await self._request(incremental=True)  # QEMU sends a full picture after a resize itself
-        if pixels:
+        if bands:
             self.updates += 1
-            self._on_update(self.framebuffer, received_at)
+            damage, self._full_next = (None if self._full_next else tuple(bands)), False
+            self._on_update(self.framebuffer, received_at, damage)
 
     async def _read_raw(self, x: int, y: int, w: int, h: int) -> None:
         fb = self.framebuffer
