@@ -378,3 +378,20 @@ async def test_admin_api_reads_audit_and_sets_policy(make_edge: EdgeFactory) -> 
     joins = [e for e in entries if e["action"] == "session/join"]
     assert joins and joins[-1]["actor"] == "auditor" and joins[-1]["role"] == "viewer"
     assert joins[-1]["invite"] == created["invite"]["id"]
+
+
+async def test_invites_work_with_the_control_plane_on(
+    make_edge: EdgeFactory, tmp_path: Any
+) -> None:
+    edge = await make_edge(control_db=str(tmp_path / "control.db"), admin_token="adm-token")
+    with pytest.raises(SignalingError):
+        await edge.viewer(codec="h264", token="cpi_not-an-invite", role="viewer")
+    owner = await edge.viewer(codec="h264", token="adm-token")
+    guest = await edge.viewer(codec="h264", token=await invite(owner, kind="view"), role="viewer")
+    assert guest.welcome["role"] == "viewer" and guest.welcome["canControl"] is False
+    await guest.wait_for_frame(lambda f: True)
+    headers = {"Authorization": "Bearer adm-token"}
+    async with edge.http.get(edge.url("/edge/admin/audit?action=session"), headers=headers) as r:
+        assert r.status == 200
+        actors = [e["actor"] for e in (await r.json())["entries"]]
+    assert "guest-bob" in actors
