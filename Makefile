@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv sysdeps lint typecheck bench clean qemu-image bench-qemu
+.PHONY: run test venv sysdeps lint typecheck bench bench-fanout clean qemu-image bench-qemu
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.stream
+
+bench-fanout: venv
+	$(BIN)/python -m benchmarks.fanout $(ARGS)
 
 bench-qemu: venv qemu-image
 	$(BIN)/python -m benchmarks.qemu_latency $(ARGS)

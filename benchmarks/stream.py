@@ -90,7 +90,9 @@ def start_edge(size: str, extra: list[str] | None = None) -> tuple[subprocess.Po
         text=True,
     )
     assert edge.stdout is not None
-    edge.stdout.readline()  # "cloudphone edge on ..." once it listens
+    for line in edge.stdout:  # log lines may come first; "cloudphone edge on ..." = listening
+        if line.startswith("cloudphone edge on"):
+            break
     return edge, port
 
 

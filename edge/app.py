@@ -13,13 +13,17 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
+from cloudphone.edge.audit import AuditLog
 from cloudphone.edge.auth import AdminTokenAuthorizer, Authorizer, DevelopmentAuthorizer
-from cloudphone.edge.config import EdgeConfig
+from cloudphone.edge.config import ConfigError, EdgeConfig
 from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.metrics import metrics_handler
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
+from cloudphone.edge.policy import Policy, PolicyBook, PolicyError
+from cloudphone.edge.sharing.admin_api import TokenCheck, admin_routes, token_check
+from cloudphone.edge.sharing.invites import InviteAuthorizer, InviteBook
 from cloudphone.edge.signaling_server import SignalingServer
 from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
@@ -71,6 +75,12 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     pool = InstancePool()
     register_guest_kinds(pool, config)
     app[POOL] = pool
+    try:
+        policies = PolicyBook(Policy().validate())
+        policies.set_org("default", config.policy)
+    except PolicyError as exc:
+        raise ConfigError(f"policy: {exc}") from None
+    invites = InviteBook()
     node = EdgeNode(
         pool,
         EncoderSettings(
@@ -80,6 +90,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             max_bitrate=config.max_bitrate,
             keyframe_interval_s=config.keyframe_interval,
         ),
+        policies=policies,
+        invites=invites,
+        audit=AuditLog(config.audit_log or None),
     )
     app[NODE] = node
     if authorizer is None:
@@ -90,7 +103,11 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             authorizer = DevelopmentAuthorizer()
     ice = config.ice()
     signaling = SignalingServer(
-        node, authorizer, ice.for_session, config.announced(), config.low_latency
+        node,
+        InviteAuthorizer(invites, authorizer),
+        ice.for_session,
+        config.announced(),
+        config.low_latency,
     )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()
@@ -174,6 +191,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", metrics_handler(node, loop_lag))
     app.router.add_static("/h5/", root, append_version=True)
+    check: TokenCheck | None = None
     if config.control_db:
         from cloudphone.edge.control import setup_control
         from cloudphone.edge.control.config import load_control_config
@@ -182,8 +200,10 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
                                       admin_token=config.admin_token or None)
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
         # Its phones need its tokens; phones from this config keep the edge's own policy.
-        plane.authorizer.fallback = signaling.authorizer
-        signaling.authorizer = plane.authorizer
+        # Invite links are checked first, whoever issued the phone.
+        plane.authorizer.fallback = authorizer
+        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer)
+        check = token_check(config.admin_token, plane.auth.check)
         if config.demo:
             from cloudphone.edge.control.demo import seed_demo
 
@@ -193,4 +213,9 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
                     print(line, flush=True)
 
             app.on_startup.append(demo)
+    elif config.admin_token or not config.dev_mode:
+        check = token_check(config.admin_token)
+    else:
+        log.warning("development mode: /edge/admin (policies, invites, audit) is open")
+    app.router.add_routes(admin_routes(node, check))
     return app

@@ -18,6 +18,9 @@ class Principal:
     name: str
     role: str  # the role granted, which may be lower than the one asked for
     kind: str = "user"  # "user", "admin", "guest-link", "dev"
+    invite: str | None = None  # the invite id a guest-link principal came in with
+    # May this caller be granted control? Owners and control invites: yes; view invites: no.
+    can_control: bool = True
 
 
 class AccessDenied(Exception):

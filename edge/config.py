@@ -18,6 +18,7 @@ from typing import Any
 from cloudphone.signaling.ice_servers import IceConfig, IceServer, TurnRestConfig, parse_ice_urls
 
 ENV_PREFIX = "CLOUDPHONE_"
+_RAW = ("instances", "policy")  # tables taken as they are (checked where they are used)
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,9 @@ class EdgeConfig:
     instances: list[dict[str, Any]] = field(
         default_factory=list
     )  # per-instance overrides (file only)
+    # Security policy of the default organisation (`edge/policy.py` fields; file only).
+    policy: dict[str, Any] = field(default_factory=dict)
+    audit_log: str = ""  # JSON-lines file the audit log is also written to; empty: memory only
 
     @property
     def width(self) -> int:
@@ -170,16 +174,16 @@ def load_config(
             name = key.replace("-", "_")
             if name not in fields:
                 raise ConfigError(f"config file {file}: unknown option {key!r}")
-            values[name] = value if name == "instances" else _coerce(name, value, types[name])
+            values[name] = value if name in _RAW else _coerce(name, value, types[name])
     env = os.environ if environ is None else environ
     for key, value in env.items():
         if key.startswith(ENV_PREFIX):
             name = key[len(ENV_PREFIX) :].lower()
-            if name in fields and name != "instances":
+            if name in fields and name not in _RAW:
                 values[name] = _coerce(key, value, types[name])
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = _coerce(name, value, types[name]) if name != "instances" else value
+            values[name] = _coerce(name, value, types[name]) if name not in _RAW else value
     return EdgeConfig(**values).validate()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket, EncoderConfig, cr
 from cloudphone.codecs.decoder import StreamDecoder
 from cloudphone.codecs.worker import EncoderWorker
 from cloudphone.edge.bitrate import BitrateController
+from cloudphone.edge.watermark import MarkedEncoder, Watermark
 from cloudphone.vm.guest import EncodedChunk, Guest, RawFrame, ScreenGeometry
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL_S = 0.3
 TRACE_FRAMES = 4096
+
+
+def stream_key(codec: str, mark: str | None = None) -> str:
+    """Streams are keyed by codec, and by watermark label when the picture carries one: each
+    distinct mark is its own encode. The label is digested: keys reach every viewer's stats
+    and the metrics, and must not name the other viewers."""
+    if mark is None:
+        return codec
+    return f"{codec}#{hashlib.sha256(mark.encode()).hexdigest()[:10]}"
 
 
 class PacketSubscriber(Protocol):
@@ -53,6 +64,7 @@ class _CodecStream:
     """Everything the pipeline keeps per codec in use."""
 
     codec: str
+    mark: str | None = None
     subscribers: set[PacketSubscriber] = field(default_factory=set)
     worker: EncoderWorker | None = None
     bitrate: BitrateController | None = None
@@ -117,34 +129,37 @@ class Pipeline:
     def viewers(self) -> int:
         return sum(len(s.subscribers) for s in self._streams.values())
 
-    def subscribe(self, codec: str, subscriber: PacketSubscriber) -> None:
+    def subscribe(self, codec: str, subscriber: PacketSubscriber, mark: str | None = None) -> str:
+        """Add a receiver of `codec` packets (watermarked with `mark`); returns the stream key."""
         if self._closed:
             raise RuntimeError("pipeline is closed")
-        stream = self._streams.get(codec)
+        key = stream_key(codec, mark)
+        stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[codec] = _CodecStream(codec)
+            stream = self._streams[key] = _CodecStream(codec, mark)
         stream.subscribers.add(subscriber)
-        if stream.worker is None and codec != self.passthrough_codec:
+        if stream.worker is None and (codec != self.passthrough_codec or mark is not None):
             self._start_encoder(stream)
-        self.request_keyframe(codec, urgent=True)
+        self.request_keyframe(key, urgent=True)
         self.guest.request_refresh()
+        return key
 
-    def unsubscribe(self, codec: str, subscriber: PacketSubscriber) -> None:
-        stream = self._streams.get(codec)
+    def unsubscribe(self, key: str, subscriber: PacketSubscriber) -> None:
+        stream = self._streams.get(key)
         if stream is None:
             return
         stream.subscribers.discard(subscriber)
         if stream.bitrate is not None:
             stream.bitrate.forget(subscriber)
         if not stream.subscribers:
-            del self._streams[codec]
+            del self._streams[key]
             if stream.worker is not None:
                 self._retire(stream.worker)
             if self._decoder is not None and not self.active_encoders:
                 self._stop_decoder()
 
-    def request_keyframe(self, codec: str, *, urgent: bool = False) -> None:
-        stream = self._streams.get(codec)
+    def request_keyframe(self, key: str, *, urgent: bool = False) -> None:
+        stream = self._streams.get(key)
         if stream is None:
             return
         now = time.monotonic()
@@ -153,7 +168,7 @@ class Pipeline:
         stream.last_keyframe_request = now
         if stream.worker is not None:
             stream.worker.request_keyframe()
-        elif codec == self.passthrough_codec:
+        elif key == self.passthrough_codec:
             self.guest.request_keyframe()
 
     def note_sent(self, packet: EncodedPacket) -> None:
@@ -162,8 +177,8 @@ class Pipeline:
         if entry is not None and "sent" not in entry:
             entry["sent"] = time.time()
 
-    def report_bandwidth(self, codec: str, subscriber: PacketSubscriber, bps: int) -> None:
-        stream = self._streams.get(codec)
+    def report_bandwidth(self, key: str, subscriber: PacketSubscriber, bps: int) -> None:
+        stream = self._streams.get(key)
         if stream is not None and stream.bitrate is not None:
             stream.bitrate.report(subscriber, bps)
 
@@ -183,6 +198,8 @@ class Pipeline:
             keyframe_interval_s=s.keyframe_interval_s,
         )
         encoder = create_encoder(config)
+        if stream.mark is not None:
+            encoder = MarkedEncoder(encoder, Watermark(stream.mark))
         if self.passthrough_codec is not None and self._decoder is None:
             log.warning(
                 "%s: transcoding %s -> %s for a viewer that cannot take the guest's own stream",
@@ -196,14 +213,16 @@ class Pipeline:
                 self.passthrough_codec, on_decoded, name=f"decoder-{self.guest.guest_id}"
             )
 
-        def on_packets(packets: list[EncodedPacket], codec: str = stream.codec) -> None:
-            self._loop.call_soon_threadsafe(self._publish, codec, packets)
+        key = stream_key(stream.codec, stream.mark)
+
+        def on_packets(packets: list[EncodedPacket]) -> None:
+            self._loop.call_soon_threadsafe(self._publish, key, packets)
 
         worker = EncoderWorker(
             encoder,
             on_packets,
             idle_refresh_s=s.idle_refresh_s,
-            name=f"encoder-{self.guest.guest_id}-{stream.codec}",
+            name=f"encoder-{self.guest.guest_id}-{key}",
         )
         stream.worker = worker
         if stream.bitrate is None:
@@ -227,8 +246,8 @@ class Pipeline:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    def _publish(self, codec: str, packets: list[EncodedPacket]) -> None:
-        stream = self._streams.get(codec)
+    def _publish(self, key: str, packets: list[EncodedPacket]) -> None:
+        stream = self._streams.get(key)
         if stream is None:
             return
         now = time.monotonic()
@@ -331,7 +350,7 @@ class Pipeline:
             "passthrough": self.passthrough_codec,
         }
         streams = {}
-        for codec, stream in self._streams.items():
+        for key, stream in self._streams.items():
             entry: dict[str, object] = {
                 "viewers": len(stream.subscribers),
                 "packetsOut": stream.packets_out,
@@ -348,7 +367,8 @@ class Pipeline:
                     framesDropped=st.dropped,
                     bitrateTarget=stream.worker.encoder.bitrate,
                 )
-            streams[codec] = entry
+            entry["watermarked"] = stream.mark is not None
+            streams[key] = entry
         out["streams"] = streams
         return out
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
@@ -25,6 +26,7 @@ from cloudphone.edge.audio_track import (
     add_audio_transceiver,
     guest_audio_codec,
 )
+from cloudphone.edge.auth import Principal
 from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
@@ -33,6 +35,9 @@ from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
 from cloudphone.vm.guest import GuestEventName, GuestState, InputEvent, ScreenGeometry
+
+if TYPE_CHECKING:
+    from cloudphone.edge.sharing.room import Room
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class SessionOptions:
     announced_addresses: tuple[tuple[str, str], ...] = ()
     # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
     low_latency: bool = True
+    # Label drawn into this viewer's picture by the server (policy); None: no watermark.
+    watermark: str | None = None
 
 
 def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
@@ -83,20 +90,28 @@ class PeerSession:
         role: str,
         options: SessionOptions,
         on_closed: Callable[[PeerSession, str], Awaitable[None] | None] | None = None,
+        *,
+        identity: Principal | None = None,
+        room: Room | None = None,
     ) -> None:
         self.session_id = session_id
+        self.identity = identity or Principal(name=role, role=role, kind="dev")
+        # The phone's room decides control, clipboard, telephony and limits; without one (a bare
+        # session in a test) the role alone decides whether input is accepted.
+        self.room = room
         self.pipeline = pipeline
         self.guest = pipeline.guest
         self.role = role
         self.options = options
         self.created_at = time.monotonic()
+        self.last_activity = self.created_at
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.inputs_applied = 0
         self.inputs_rejected = 0
         self._on_closed = on_closed
         self._pc = RTCPeerConnection(rtc_configuration(options.ice_servers))
-        self._track = EncodedVideoTrack(pipeline)
+        self._track = EncodedVideoTrack(pipeline, options.watermark)
         self._audio: PassthroughAudioTrack | None = None
         self._channels: dict[str, RTCDataChannel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,6 +130,19 @@ class PeerSession:
     def codec(self) -> str | None:
         return self._track.codec
 
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def control_open(self) -> bool:
+        channel = self._channels.get("control")
+        return channel is not None and channel.readyState == "open"
+
     async def offer(self) -> str:
         """Build the offer: one send-only video transceiver with our codec order, 3 channels."""
         pc = self._pc
@@ -132,12 +160,15 @@ class PeerSession:
             self._audio = add_audio_transceiver(pc, self.guest)
 
         self._open_channel("input", ordered=True).on("message", self._on_input_message)
-        self._open_channel("control", ordered=True).on("message", self._on_control_message)
+        control = self._open_channel("control", ordered=True)
+        control.on("message", self._on_control_message)
+        control.on("open", self._on_control_open)
         self._open_channel("stats", ordered=False, maxRetransmits=0)
 
         pc.on("connectionstatechange", self._on_connection_state)
         self.guest.events.on(GuestEventName.STATE, self._on_guest_state)
-        self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
+        if self.room is None:
+            self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.on("screen", self._on_screen)
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -174,7 +205,7 @@ class PeerSession:
         parsed.sdpMLineIndex = index
         await self._pc.addIceCandidate(parsed)
 
-    def send_control(self, kind: str, **fields: object) -> None:
+    def send_control(self, kind: str, /, **fields: object) -> None:
         self._send("control", {"type": kind, **fields})
 
     async def close(self, reason: str = "closed") -> None:
@@ -183,8 +214,11 @@ class PeerSession:
             return
         self._closing = True
         self.close_reason = reason
+        if self.room is not None:
+            self.room.leave(self, reason)
         self.guest.events.remove_listener(GuestEventName.STATE, self._on_guest_state)
-        self.guest.events.remove_listener(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
+        if self.room is None:
+            self.guest.events.remove_listener(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.remove_listener("screen", self._on_screen)
         for task in list(self._tasks):
             task.cancel()
@@ -217,20 +251,29 @@ class PeerSession:
         if channel is not None and channel.readyState == "open":
             channel.send(json.dumps(payload, separators=(",", ":")))
 
+    def _may_input(self) -> bool:
+        if self.room is not None:
+            return self.room.may_input(self)
+        return self.role != "viewer"
+
     def _on_input_message(self, raw: str | bytes) -> None:
-        if self.role == "viewer":
-            self.inputs_rejected += 1
-            self._send(
-                "input",
-                {"type": "error", "code": "forbidden", "message": "viewers cannot send input"},
-            )
-            return
+        self.last_activity = time.monotonic()
         try:
             event = parse_input(raw)
         except InputError as exc:
             self.inputs_rejected += 1
             log.info("session %s: input refused (%s): %s", self.session_id, exc.code, exc.message)
             self._send("input", {"type": "error", "code": exc.code, "message": exc.message})
+            return
+        if not self._may_input():
+            # Dropped here, at the edge: the page's own idea of who controls is not trusted.
+            self.inputs_rejected += 1
+            message = (
+                "viewers cannot send input"
+                if self.room is None
+                else "you do not have control of this phone (ask with control/request)"
+            )
+            self._send("input", {"type": "error", "code": "forbidden", "message": message})
             return
         try:
             self._input_queue.put_nowait(event)
@@ -246,9 +289,12 @@ class PeerSession:
         except ValueError:
             self._send("control", {"type": "error", "code": "bad-json", "message": "not JSON"})
             return
+        self.last_activity = time.monotonic()
         kind = data.get("type") if isinstance(data, dict) else None
+        if self.room is not None and isinstance(kind, str) and self.room.handle(self, kind, data):
+            return
         if kind == "control/keyframe":
-            self.pipeline.request_keyframe(self.codec or "", urgent=False)
+            self.pipeline.request_keyframe(self._track.stream_key or "", urgent=False)
         elif kind == "control/clipboard":
             self._spawn(self._set_guest_clipboard(data.get("text")), "clipboard")
         elif kind == "control/ping":
@@ -280,6 +326,7 @@ class PeerSession:
                 type="stats",
                 session=self.session_id,
                 codec=self.codec,
+                stream=self._track.stream_key,  # "h264", or "h264#<digest>" when watermarked
                 packetsSent=self._track.packets_sent,
                 packetsDropped=self._track.packets_dropped,
                 inputsApplied=self.inputs_applied,
@@ -290,12 +337,19 @@ class PeerSession:
     # -- events ------------------------------------------------------------------------------
 
     def _on_keyframe_request(self) -> None:
-        if self.codec:
-            self.pipeline.request_keyframe(self.codec)
+        key = self._track.stream_key
+        if key:
+            self.pipeline.request_keyframe(key)
 
     def _on_bandwidth(self, bps: int) -> None:
-        if self.codec:
-            self.pipeline.report_bandwidth(self.codec, self._track, bps)
+        key = self._track.stream_key
+        if key:
+            self.pipeline.report_bandwidth(key, self._track, bps)
+
+    def _on_control_open(self) -> None:
+        self.last_activity = time.monotonic()  # idle time counts from a working connection
+        if self.room is not None:
+            self.room.send_state(self)
 
     def _on_guest_state(self, state: GuestState) -> None:
         name = "guest-restarting" if state == GuestState.RESTARTING else f"guest-{state}"

@@ -121,6 +121,8 @@ class _Connection:
         server = self.server
         try:
             principal = await server.authorizer.authorize(hello.token, hello.instance, hello.role)
+            if hello.instance in server.node.pipelines:
+                server.node.admit(hello.instance, self.peer)
         except AccessDenied as exc:
             code = ErrorCode.FORBIDDEN if exc.code == "forbidden" else ErrorCode.UNAUTHORIZED
             close = CloseCode.FORBIDDEN if exc.code == "forbidden" else CloseCode.UNAUTHORIZED
@@ -137,7 +139,7 @@ class _Connection:
         options = SessionOptions(
             hello.codec, tuple(ice_servers), server.announced, server.low_latency
         )
-        session = await server.node.open_session(hello.instance, principal.role, options)
+        session = await server.node.open_session(hello.instance, principal, options)
         self.session = session
         guest = session.guest
         offer = await session.offer()
@@ -146,6 +148,8 @@ class _Connection:
                 "welcome",
                 session=session.session_id,
                 role=principal.role,
+                name=principal.name,
+                canControl=principal.can_control,
                 iceServers=[s.as_dict() for s in ice_servers],
                 screen={
                     "width": session.pipeline.size[0],

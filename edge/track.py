@@ -27,9 +27,10 @@ MAX_BACKLOG = 8
 class EncodedVideoTrack(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, mark: str | None = None) -> None:
         super().__init__()
         self._pipeline = pipeline
+        self.mark = mark  # watermark label drawn into this viewer's picture (own encode)
         self._codec: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._queue: asyncio.Queue[EncodedPacket | None] = asyncio.Queue()
         self._subscribed: str | None = None
@@ -37,6 +38,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.packets_sent = 0
         self.packets_dropped = 0
         self.last_packet: EncodedPacket | None = None
+
+    @property
+    def stream_key(self) -> str | None:
+        """The pipeline stream this track receives (codec, and mark if any), once subscribed."""
+        return self._subscribed
 
     @property
     def codec(self) -> str | None:
@@ -54,8 +60,7 @@ class EncodedVideoTrack(MediaStreamTrack):
             codec = await self._codec
             if self.readyState != "live":
                 raise MediaStreamError
-            self._subscribed = codec
-            self._pipeline.subscribe(codec, self)
+            self._subscribed = self._pipeline.subscribe(codec, self, self.mark)
         item = await self._queue.get()
         if item is None:
             raise MediaStreamError
@@ -80,7 +85,8 @@ class EncodedVideoTrack(MediaStreamTrack):
                 self.packets_dropped += 1
             self._waiting_for_keyframe = not item.keyframe
             if self._waiting_for_keyframe:
-                self._pipeline.request_keyframe(item.codec)
+                if self._subscribed is not None:
+                    self._pipeline.request_keyframe(self._subscribed)
                 return
         self._queue.put_nowait(item)
 

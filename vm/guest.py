@@ -255,6 +255,11 @@ class Guest(abc.ABC):
     def request_refresh(self) -> None:
         """Ask for a fresh picture even if nothing changed (a viewer joined)."""
 
+    async def answer_telephony(self, request_id: str, result: str) -> None:
+        """The edge's answer to a `TelephonyRequest` this guest emitted: `confirmed`,
+        `refused`, `timed-out`, `forbidden`, `invalid` or `unavailable`. Guests that never
+        emit telephony requests need not act."""
+
     def _set_state(self, state: GuestState) -> None:
         if state != self._state:
             self._state = state

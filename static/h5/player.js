@@ -3,12 +3,15 @@
 // `input` / `control` / `stats` data channels.
 import { mapToVideo, PointerIds } from "./pointer.js";
 import { installProbe } from "./probe.js";
+import { installSharing } from "./sharing.js";
 
 const params = new URLSearchParams(location.search);
 const instance = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 let token = params.get("token") || sessionStorage.getItem("cloudphone.token") || undefined;
 // A user who logged in (control plane) gets a connect token for this phone from here.
-const tokenUrl = sessionStorage.getItem("cloudphone.userLogin")
+// An invite link (`cpi_` token) is used as it is, even in a browser where someone logged in.
+const invited = (params.get("token") || "").startsWith("cpi_");
+const tokenUrl = sessionStorage.getItem("cloudphone.userLogin") && !invited
   ? `/api/v1/me/phones/${encodeURIComponent(instance)}/connect` : null;
 const codec = params.get("codec") || "auto";
 const role = params.get("role") || "owner";
@@ -54,6 +57,13 @@ function sendInput(msg) {
   if (state.onInputSent) state.onInputSent(seq);
   return seq;
 }
+
+function sendControl(msg) {
+  const ch = channels.control;
+  if (ch && ch.readyState === "open") ch.send(JSON.stringify(msg));
+}
+
+const sharing = installSharing({ $, state, sendControl });
 
 // Logged-in users get a fresh short-lived token before every (re)connect; a login that ended
 // goes to the login page, which brings the user back to this phone afterwards.
@@ -125,7 +135,8 @@ async function onSignal(msg) {
       break;
     case "bye":
       state.closedReason = msg.reason;
-      finished = /releas|delet|kick|revok|expired/i.test(msg.reason || "");
+      // The edge ended this session on purpose: reconnecting would only be refused again.
+      finished = /releas|delet|kick|revok|expired|idle|length|preempt/i.test(msg.reason || "");
       showBanner(msg.reason || "disconnected");
       break;
   }
@@ -169,7 +180,9 @@ function onChannelMessage(label, raw) {
   let msg;
   try { msg = JSON.parse(raw); } catch (_) { return; }
   if (label === "stats") { state.serverStats = msg; return; }
-  if (msg.type === "error") { state.lastError = msg; console.warn(label, msg.code, msg.message); return; }
+  if (msg.type === "error") { state.lastError = msg; console.warn(label, msg.code, msg.message); }
+  if (label === "control" && sharing.onMessage(msg)) return;
+  if (msg.type === "error") return;
   if (msg.type === "guest/state") {
     showBanner(msg.state === "running" ? "" : msg.event.replace("guest-", "phone ") + "…");
   }
@@ -263,7 +276,7 @@ setInterval(async () => {
   const jitterMs = inbound.jitterBufferEmittedCount ? (1000 * inbound.jitterBufferDelay) / inbound.jitterBufferEmittedCount : 0;
   const codecName = (codecs[inbound.codecId] || "").replace("video/", "");
   state.codec = codecName.toLowerCase() || null;
-  const server = state.serverStats.streams?.[state.codec] || {};
+  const server = state.serverStats.streams?.[state.serverStats.stream || state.codec] || {};
   state.stats = {
     fps: fps || 0, bitrate, decodeMs, jitterMs, codec: codecName,
     rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,

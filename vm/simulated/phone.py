@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from cloudphone.vm.guest import (
     Capabilities,
     Guest,
+    GuestEventName,
     GuestState,
     InputEvent,
     RawFrame,
     ScreenGeometry,
+    TelephonyRequest,
 )
 from cloudphone.vm.simulated.ui import PhoneUI
 
@@ -55,6 +57,13 @@ class SimulatedPhone(Guest):
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.clipboard = ""
+        # Telephony requests sent out and the answers the edge gave, in order.
+        self.telephony_sent: list[TelephonyRequest] = []
+        self.telephony_answers: dict[str, str] = {}
+        self._answers: collections.deque[tuple[str, str, str]] = collections.deque()
+        self._request_counter = 0
 
     @property
     def kind(self) -> str:
@@ -67,7 +76,9 @@ class SimulatedPhone(Guest):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(multitouch=True, max_pointers=10, text_input=True)
+        return Capabilities(
+            multitouch=True, max_pointers=10, text_input=True, clipboard=True, telephony=True
+        )
 
     async def start(self) -> None:
         if self.state == GuestState.RUNNING:
@@ -75,6 +86,7 @@ class SimulatedPhone(Guest):
         self._set_state(GuestState.STARTING)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"render-{self.guest_id}")
         loop = asyncio.get_running_loop()
+        self._loop = loop
         width, height = self.screen.width, self.screen.height
         self._ui = await loop.run_in_executor(self._executor, PhoneUI, width, height)
         self._dirty = asyncio.Event()
@@ -107,6 +119,35 @@ class SimulatedPhone(Guest):
             self._arrivals[event.seq] = time.time()
         self._dirty.set()
 
+    async def set_clipboard(self, text: str) -> bool:
+        """The browser pasted into the phone (the edge already applied the policy)."""
+        self.clipboard = text
+        return True
+
+    def copy(self, text: str) -> None:
+        """An app on the phone copied `text`: the clipboard changes and the edge hears of it."""
+        self.clipboard = text
+        self.events.emit(GuestEventName.CLIPBOARD, text)
+
+    async def answer_telephony(self, request_id: str, result: str) -> None:
+        self.telephony_answers[request_id] = result
+        request = next((r for r in self.telephony_sent if r.request_id == request_id), None)
+        if request is not None:
+            self._answers.append((request.kind, request.number, result))
+            self._dirty.set()
+
+    def _emit_soon(self, event: str, value: object) -> None:
+        """From the render thread: emit a guest event on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._emit_now, event, value)
+
+    def _emit_now(self, event: str, value: object) -> None:
+        if isinstance(value, TelephonyRequest):
+            self.telephony_sent.append(value)
+        elif isinstance(value, str):
+            self.clipboard = value
+        self.events.emit(event, value)
+
     def request_refresh(self) -> None:
         if self.state == GuestState.RUNNING:
             self._dirty.set()
@@ -137,6 +178,17 @@ class SimulatedPhone(Guest):
             event = self._pending.popleft()
             ui.apply(event)
             self._input_seq = max(self._input_seq, event.seq)
+        while self._answers:
+            ui.telephony_result(*self._answers.popleft())
+        for kind, first, second in ui.outbox:
+            if kind == "clipboard":
+                self._emit_soon(GuestEventName.CLIPBOARD, first)
+            else:
+                self._request_counter += 1
+                request_id = f"{self.guest_id}-{self._request_counter}"
+                request = TelephonyRequest(request_id, kind, first, second)  # type: ignore[arg-type]
+                self._emit_soon(GuestEventName.TELEPHONY, request)
+        ui.outbox.clear()
         image = ui.render(self._input_seq, self.frames_rendered, self.stamp)
         if self.stamp:
             arrived = self._arrivals.pop(self._input_seq, None)

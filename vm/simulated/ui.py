@@ -116,6 +116,15 @@ class Layout:
         third = self.width / 3
         return ("back", "home", "recents")[min(2, int(x / third))]
 
+    def action_button(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the Call / Send button of the dialer and messages apps."""
+        top = self.content_top
+        return self.u(160), top + self.u(420), self.width - self.u(160), top + self.u(520)
+
+    def corner_button(self, x: int, y: int) -> bool:
+        """The top-right text button of an app (Touch: Clear, Notes: Copy)."""
+        return x > self.width - self.u(140) and self.content_top < y < self.content_top + self.u(70)
+
     def icon_rects(self) -> list[tuple[str, int, int, int, int]]:
         """(app name, x0, y0, x1, y1) of every icon on the home screen."""
         size = self.u(120)
@@ -232,6 +241,7 @@ class NotesApp:
         top, bottom = lay.content_top, lay.content_bottom
         fill(frame, 0, top, lay.width, bottom, PAPER)
         blit(frame, text_sprite("Notes", lay.u(40), INK), lay.u(28), top + lay.u(20))
+        blit(frame, text_sprite("Copy", lay.u(26), INK), lay.width - lay.u(110), top + lay.u(16))
         size = lay.u(34)
         line_h = round(size * 1.35)
         y = top + lay.u(100)
@@ -244,6 +254,105 @@ class NotesApp:
         last = lines[-1] if lines else ""
         cursor_x = lay.u(28) + (text_sprite(last, size, INK).shape[1] if last else 0) + 2
         fill(frame, cursor_x, y - line_h, cursor_x + lay.u(3), y - line_h + size, (52, 152, 219))
+
+
+# Characters the dialer accepts from the keyboard or the text box.
+DIAL_CHARS = frozenset("0123456789+*# ")
+
+
+def _draw_button(frame: np.ndarray, lay: Layout, label: str, colour: Colour) -> None:
+    x0, y0, x1, y1 = lay.action_button()
+    blit(frame, rounded_sprite(x1 - x0, y1 - y0, lay.u(24), colour), x0, y0)
+    sprite = text_sprite(label, lay.u(40), WHITE)
+    sx, sy = x0 + (x1 - x0 - sprite.shape[1]) // 2, y0 + (y1 - y0 - sprite.shape[0]) // 2
+    blit(frame, sprite, sx, sy)
+
+
+@dataclass
+class DialerApp:
+    """Type a number, tap Call: the phone asks the user's real handset to dial it."""
+
+    layout: Layout
+    number: str = ""
+    status: str = ""
+
+    def type_text(self, text: str) -> None:
+        self.number = (self.number + "".join(c for c in text if c in DIAL_CHARS))[-24:]
+
+    def key(self, event: KeyEvent) -> None:
+        if event.action == "up":
+            return
+        if event.code == "Backspace":
+            self.number = self.number[:-1]
+        else:
+            char = key_to_char(event.code, event.shift)
+            if char:
+                self.type_text(char)
+
+    def draw(self, frame: np.ndarray) -> None:
+        lay = self.layout
+        top = lay.content_top
+        fill(frame, 0, top, lay.width, lay.content_bottom, (16, 40, 28))
+        blit(frame, text_sprite("Dialer", lay.u(40), WHITE), lay.u(28), top + lay.u(20))
+        shown = self.number or "enter a number"
+        blit(frame, text_sprite(shown, lay.u(52), WHITE), lay.u(40), top + lay.u(200))
+        _draw_button(frame, lay, "Call", (46, 204, 113))
+        if self.status:
+            blit(frame, text_sprite(self.status, lay.u(28), GREY), lay.u(40), top + lay.u(580))
+
+
+@dataclass
+class MessagesApp:
+    """A recipient and a message; Enter moves from the number to the text; Send asks the
+    user's handset to send it."""
+
+    layout: Layout
+    to: str = ""
+    body: str = ""
+    field: str = "to"  # "to" | "body"
+    status: str = ""
+
+    def type_text(self, text: str) -> None:
+        for char in text:
+            if char == "\n":
+                self.field = "body"
+            elif self.field == "to":
+                if char in DIAL_CHARS:
+                    self.to = (self.to + char)[-24:]
+            else:
+                self.body = (self.body + char)[-500:]
+
+    def key(self, event: KeyEvent) -> None:
+        if event.action == "up":
+            return
+        if event.code == "Backspace":
+            if self.field == "body" and self.body:
+                self.body = self.body[:-1]
+            elif self.field == "body":
+                self.field = "to"
+            else:
+                self.to = self.to[:-1]
+        elif event.code in ("Enter", "NumpadEnter"):
+            self.field = "body"
+        else:
+            char = key_to_char(event.code, event.shift)
+            if char:
+                self.type_text(char)
+
+    def draw(self, frame: np.ndarray) -> None:
+        lay = self.layout
+        top = lay.content_top
+        fill(frame, 0, top, lay.width, lay.content_bottom, (20, 32, 52))
+        blit(frame, text_sprite("Messages", lay.u(40), WHITE), lay.u(28), top + lay.u(20))
+        to_colour = WHITE if self.field == "to" else GREY
+        body_colour = WHITE if self.field == "body" else GREY
+        to_line = text_sprite(f"To: {self.to}", lay.u(36), to_colour)
+        blit(frame, to_line, lay.u(40), top + lay.u(130))
+        body_line = text_sprite(self.body[-40:] or "message", lay.u(32), body_colour)
+        blit(frame, body_line, lay.u(40), top + lay.u(230))
+        _draw_button(frame, lay, "Send", (52, 152, 219))
+        if self.status:
+            blit(frame, text_sprite(self.status, lay.u(28), GREY), lay.u(40), top + lay.u(580))
 
 
 @dataclass
@@ -270,6 +379,11 @@ class PhoneUI:
         self.recents: list[str] = []
         self.touch_app = TouchApp(self.layout)
         self.notes = NotesApp(self.layout)
+        self.dialer = DialerApp(self.layout)
+        self.messages = MessagesApp(self.layout)
+        # Requests for the guest to send out, drained by the phone after each frame:
+        # ("dial", number, ""), ("sms", number, body), ("clipboard", text, "").
+        self.outbox: list[tuple[str, str, str]] = []
         self._pressed: dict[int, tuple[int, int]] = {}
         self._home = self._draw_home_background()
         self._plain_apps: dict[str, PlainApp] = {}
@@ -288,13 +402,30 @@ class PhoneUI:
         elif isinstance(event, NavEvent):
             self.navigate(event.key)
         elif isinstance(event, TextEvent):
-            if self.current == "Notes":
-                self.notes.type_text(event.text)
+            app = self._text_app()
+            if app is not None:
+                app.type_text(event.text)
         elif isinstance(event, KeyEvent):
             if event.code in ("Escape", "BrowserBack") and event.action != "up":
                 self.navigate("back")
-            elif self.current == "Notes":
-                self.notes.key(event)
+            else:
+                app = self._text_app()
+                if app is not None:
+                    app.key(event)
+
+    def _text_app(self) -> NotesApp | DialerApp | MessagesApp | None:
+        if self.current == "Notes":
+            return self.notes
+        if self.current == "Dialer":
+            return self.dialer
+        if self.current == "Messages":
+            return self.messages
+        return None
+
+    def telephony_result(self, kind: str, number: str, result: str) -> None:
+        """The edge's answer to a dial / SMS request, shown in the app that made it."""
+        app = self.dialer if kind == "dial" else self.messages
+        app.status = f"{'Call' if kind == 'dial' else 'SMS'} {number}: {result}"
 
     def open(self, app: str) -> None:
         self.current = app
@@ -331,7 +462,29 @@ class PhoneUI:
             else:
                 self.touch_app.touch(event, x, y)
         elif event.action == "up":
-            self._tap(started, (x, y))
+            if not self._app_tap(x, y):
+                self._tap(started, (x, y))
+
+    def _app_tap(self, x: int, y: int) -> bool:
+        """Buttons inside the Notes, Dialer and Messages apps."""
+        lay = self.layout
+        x0, y0, x1, y1 = lay.action_button()
+        on_button = x0 <= x <= x1 and y0 <= y <= y1
+        if self.current == "Notes" and lay.corner_button(x, y):
+            self.outbox.append(("clipboard", self.notes.text, ""))
+        elif self.current == "Dialer" and on_button:
+            self.outbox.append(("dial", self.dialer.number, ""))
+            self.dialer.status = f"Calling {self.dialer.number} via your phone..."
+        elif self.current == "Messages" and on_button:
+            self.outbox.append(("sms", self.messages.to, self.messages.body))
+            self.messages.status = f"Sending to {self.messages.to} via your phone..."
+        elif self.current == "Messages" and y < lay.content_top + lay.u(200):
+            self.messages.field = "to"
+        elif self.current == "Messages" and y < lay.content_top + lay.u(400):
+            self.messages.field = "body"
+        else:
+            return False
+        return True
 
     def _tap(self, start: tuple[int, int], end: tuple[int, int]) -> None:
         if abs(start[0] - end[0]) > self.layout.u(40) or abs(start[1] - end[1]) > self.layout.u(40):
@@ -380,7 +533,13 @@ class PhoneUI:
         """What decides the content area, apart from the Touch app's own damage."""
         notes = self.notes.text if self.current == "Notes" else None
         recents = tuple(self.recents) if self.current == "recents" else None
-        return (self.current, notes, recents)
+        app: object = None
+        if self.current == "Dialer":
+            app = (self.dialer.number, self.dialer.status)
+        elif self.current == "Messages":
+            m = self.messages
+            app = (m.to, m.body, m.field, m.status)
+        return (self.current, notes, recents, app)
 
     def _take_damage(self, stamp: bool) -> tuple[tuple[int, int], ...] | None:
         view = self._view()
@@ -409,6 +568,10 @@ class PhoneUI:
                 self.touch_app.draw(frame)
             elif self.current == "Notes":
                 self.notes.draw(frame)
+            elif self.current == "Dialer":
+                self.dialer.draw(frame)
+            elif self.current == "Messages":
+                self.messages.draw(frame)
             elif self.current == "recents":
                 self._draw_recents(frame)
             else:
