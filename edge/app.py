@@ -108,6 +108,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         ice.for_session,
         config.announced(),
         config.low_latency,
+        config.playout_delay_max_ms,
     )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()

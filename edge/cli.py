@@ -48,8 +48,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
     p.add_argument("--control-config", help="TOML file: regions, zones, flavors, billing rules")
-    p.add_argument("--demo", action="store_const", const=True,
-                   help="with --control-db: seed a demo admin and user and print how to log in")
+    p.add_argument(
+        "--demo",
+        action="store_const",
+        const=True,
+        help="with --control-db: seed a demo admin and user and print how to log in",
+    )
     p.add_argument("--no-dev-mode", dest="dev_mode", action="store_const", const=False)
     p.add_argument(
         "--no-low-latency",
@@ -57,6 +61,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_const",
         const=False,
         help="let browsers smooth playback instead of rendering frames on arrival",
+    )
+    p.add_argument(
+        "--playout-delay-max",
+        dest="playout_delay_max_ms",
+        type=int,
+        help="max of the RTP playout-delay hint in ms (min is always 0; default 100)",
     )
     p.add_argument("--log-level")
 

@@ -48,7 +48,10 @@ class EdgeConfig:
     ice_host_addresses: list[str] = field(default_factory=list)
     # "local=public" pairs for a 1:1 NAT.
     ice_announce: list[str] = field(default_factory=list)
-    low_latency: bool = True  # RTP playout-delay 0/0: browsers render frames on arrival
+    low_latency: bool = True  # send the RTP playout-delay extension (min 0, max below)
+    # Measured in headless Chromium, t2p p50/p95: max 0 -> 46/54 ms, 40 -> 40/48, 100 -> 30/48,
+    # 500 -> 30/73, no extension -> 34-36/69-80 (benchmarks/RESULTS.md, 2026-11-28 15:5x).
+    playout_delay_max_ms: int = 100
     dev_mode: bool = True  # /phone/<id> opens without a login (until the control plane is on)
     admin_token: str = ""
     control_db: str = ""  # SQLite file of the control plane (/api/v1); empty: no control plane

@@ -1,10 +1,12 @@
 """The RTP playout-delay header extension, which aiortc does not implement.
 
 `http://www.webrtc.org/experiments/rtp-hdrext/playout-delay` tells the receiver how long it may
-hold frames. Sending min = max = 0 puts Chromium's WebRTC receiver into its low-latency path:
-frames are rendered as soon as they are decoded instead of being scheduled by the smoothing
-jitter buffer (what cloud gaming services send). `jitterBufferTarget = 0` in the page only
-lowers the target; this removes the scheduling.
+hold frames. With min = 0 Chromium's WebRTC receiver leaves its smoothing jitter buffer and
+takes its low-latency rendering path (what cloud gaming services send); `jitterBufferTarget = 0`
+in the page only lowers the target. The max matters, measured in headless Chromium
+(touch-to-photon p50/p95): max 0 -> 46/54 ms (frames are then handed over with a render time of
+"now" and wait a compositor frame longer), 40 -> 40/48, 100 -> 30/48, 500 -> 30/73; without the
+extension 34-36/69-80 ms. The edge sends 0/100 by default.
 
 aiortc knows a fixed set of extensions: we add this one to the capabilities it offers, and give
 each of our senders a header-extension map that appends the 3-byte value (12-bit min, 12-bit
@@ -62,7 +64,7 @@ class _PlayoutDelayMap(HeaderExtensionsMap):
         return pack_header_extensions(extensions)
 
 
-def send_playout_delay(sender: RTCRtpSender, min_ms: int = 0, max_ms: int = 0) -> None:
+def send_playout_delay(sender: RTCRtpSender, min_ms: int = 0, max_ms: int = 100) -> None:
     """Have `sender` stamp every packet with the delay, if the answer accepted the extension.
     Must run before the sender starts (i.e. before the answer is applied)."""
     sender._RTCRtpSender__rtp_header_extensions_map = _PlayoutDelayMap(  # type: ignore[attr-defined]

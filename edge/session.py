@@ -54,6 +54,7 @@ class SessionOptions:
     announced_addresses: tuple[tuple[str, str], ...] = ()
     # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
     low_latency: bool = True
+    playout_delay_max_ms: int = 100
     # Label drawn into this viewer's picture by the server (policy); None: no watermark.
     watermark: str | None = None
 
@@ -155,7 +156,7 @@ class PeerSession:
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
         if self.options.low_latency:
             offer_playout_delay()
-            send_playout_delay(transceiver.sender, 0, 0)
+            send_playout_delay(transceiver.sender, 0, self.options.playout_delay_max_ms)
         if guest_audio_codec(self.guest):  # the guest's own Opus, passed through
             self._audio = add_audio_transceiver(pc, self.guest)
 

@@ -46,8 +46,10 @@ class SignalingServer:
         ice_servers_for: Callable[[str], list[IceServer]],
         announced_addresses: dict[str, str] | None = None,
         low_latency: bool = True,
+        playout_delay_max_ms: int = 100,
     ) -> None:
         self.low_latency = low_latency
+        self.playout_delay_max_ms = playout_delay_max_ms
         self.node = node
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
@@ -137,7 +139,11 @@ class _Connection:
             return False
         ice_servers = server.ice_servers_for(principal.name)
         options = SessionOptions(
-            hello.codec, tuple(ice_servers), server.announced, server.low_latency
+            hello.codec,
+            tuple(ice_servers),
+            server.announced,
+            server.low_latency,
+            server.playout_delay_max_ms,
         )
         session = await server.node.open_session(hello.instance, principal, options)
         self.session = session
