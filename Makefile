@@ -32,6 +32,7 @@ qemu-image: venv
 ## The whole suite, inside a private network namespace with only loopback when we may make one.
 test: venv sysdeps qemu-image
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 	@bash scripts/in-loopback-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -197,8 +197,11 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         from cloudphone.edge.control import setup_control
         from cloudphone.edge.control.config import load_control_config
 
-        control = load_control_config(config.control_config or None, db_path=config.control_db,
-                                      admin_token=config.admin_token or None)
+        control = load_control_config(
+            config.control_config or None,
+            db_path=config.control_db,
+            admin_token=config.admin_token or None,
+        )
         plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
         # Its phones need its tokens; phones from this config keep the edge's own policy.
         # Invite links are checked first, whoever issued the phone.

@@ -27,10 +27,26 @@ from tests.control_support import LedgerGuest, check_documented, make_pool
 
 TOKEN = "site-admin-token"
 DOC = openapi_document()
-PROBE = Flavor("probe", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
-               year_cents=10000, guest_options={"stamp": True})
-QUIET = Flavor("quiet", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
-               year_cents=10000, guest_kind="ledger")
+PROBE = Flavor(
+    "probe",
+    320,
+    568,
+    30,
+    on_demand_cents_per_hour=360,
+    month_cents=1000,
+    year_cents=10000,
+    guest_options={"stamp": True},
+)
+QUIET = Flavor(
+    "quiet",
+    320,
+    568,
+    30,
+    on_demand_cents_per_hour=360,
+    month_cents=1000,
+    year_cents=10000,
+    guest_kind="ledger",
+)
 
 
 class Browser:
@@ -42,13 +58,22 @@ class Browser:
         self.csrf = ""
         self.last: aiohttp.ClientResponse | None = None
 
-    async def call(self, method: str, path: str, expect: int = 200, *, json_body: Any = None,
-                   headers: dict[str, str] | None = None, csrf: bool = True) -> Any:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        expect: int = 200,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        csrf: bool = True,
+    ) -> Any:
         hdrs = dict(headers or {})
         if csrf and self.csrf:
             hdrs["X-CSRF-Token"] = self.csrf
-        async with self.http.request(method, self.site.url("/api/v1" + path), json=json_body,
-                                     headers=hdrs) as resp:
+        async with self.http.request(
+            method, self.site.url("/api/v1" + path), json=json_body, headers=hdrs
+        ) as resp:
             body = await resp.json()
             self.last = resp
             assert resp.status == expect, (resp.status, body)
@@ -56,16 +81,22 @@ class Browser:
             return body
 
     async def login(self, account: str, password: str, expect: int = 200) -> Any:
-        reply = await self.call("POST", "/auth/login", expect,
-                                json_body={"account": account, "password": password})
+        reply = await self.call(
+            "POST", "/auth/login", expect, json_body={"account": account, "password": password}
+        )
         if reply.get("status") == "session":
             self.csrf = reply["csrf_token"]
         return reply
 
-    async def verify(self, challenge: str, code: str, trust: bool = False,
-                     expect: int = 200) -> Any:
-        reply = await self.call("POST", "/auth/verify", expect, json_body={
-            "challenge": challenge, "code": code, "trust_browser": trust})
+    async def verify(
+        self, challenge: str, code: str, trust: bool = False, expect: int = 200
+    ) -> Any:
+        reply = await self.call(
+            "POST",
+            "/auth/verify",
+            expect,
+            json_body={"challenge": challenge, "code": code, "trust_browser": trust},
+        )
         if expect == 200:
             self.csrf = reply["csrf_token"]
         return reply
@@ -88,8 +119,9 @@ class Browser:
 
 
 class Site:
-    def __init__(self, server: TestServer, plane: ControlPlane, clock: ManualClock,
-                 outbox: Path) -> None:
+    def __init__(
+        self, server: TestServer, plane: ControlPlane, clock: ManualClock, outbox: Path
+    ) -> None:
         self.server, self.plane, self.clock, self.outbox = server, plane, clock, outbox
         self.browsers: list[Browser] = []
         self.clients: list[PhoneClient] = []
@@ -119,47 +151,83 @@ class Site:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no code was sent for {challenge}")
 
-    async def seed(self, *, users: int = 2, password: str = "correct horse 1",
-                   money: int = 100_000) -> dict[str, Any]:
+    async def seed(
+        self, *, users: int = 2, password: str = "correct horse 1", money: int = 100_000
+    ) -> dict[str, Any]:
         """An org, `users` users (user0, user1...), money, and no phones yet."""
         org = await self.admin.call("POST", "/orgs", 201, json_body={"name": "Sales"})
         made = []
         for i in range(users):
-            made.append(await self.admin.call("POST", "/users", 201, json_body={
-                "login": f"user{i}", "name": f"User {i}", "mobile": f"+861380000{i:04d}",
-                "org_id": org["id"], "password": password}))
+            made.append(
+                await self.admin.call(
+                    "POST",
+                    "/users",
+                    201,
+                    json_body={
+                        "login": f"user{i}",
+                        "name": f"User {i}",
+                        "mobile": f"+861380000{i:04d}",
+                        "org_id": org["id"],
+                        "password": password,
+                    },
+                )
+            )
         if money:
             await self.admin.call("POST", "/account/recharge", json_body={"amount_cents": money})
         return {"org": org, "users": made, "password": password}
 
     async def buy(self, count: int = 1, flavor: str = "quiet", name: str = "ph") -> list[str]:
-        order = await self.admin.call("POST", "/orders", 201, json_body={
-            "region": "cn-east", "zone": "cn-east-a", "flavor": flavor, "name": name,
-            "count": count, "billing": {"mode": "on_demand"}})
+        order = await self.admin.call(
+            "POST",
+            "/orders",
+            201,
+            json_body={
+                "region": "cn-east",
+                "zone": "cn-east-a",
+                "flavor": flavor,
+                "name": name,
+                "count": count,
+                "billing": {"mode": "on_demand"},
+            },
+        )
         return [p["id"] for p in order["phones"]]
 
     async def viewer(self, instance: str, token: str | None) -> PhoneClient:
-        client = await PhoneClient.connect(self.browsers[0].http, self.url("/ws"), instance,
-                                           token=token, codec="h264")
+        client = await PhoneClient.connect(
+            self.browsers[0].http, self.url("/ws"), instance, token=token, codec="h264"
+        )
         self.clients.append(client)
         return client
 
 
 @pytest.fixture(name="site")
 async def site_fixture(tmp_path: Path) -> AsyncIterator[Site]:
-    config = load_config(environ={}, overrides={
-        "ice_host_addresses": ["127.0.0.1"], "phones": 0, "admin_token": TOKEN,
-        "dev_mode": False,
-    })
+    config = load_config(
+        environ={},
+        overrides={
+            "ice_host_addresses": ["127.0.0.1"],
+            "phones": 0,
+            "admin_token": TOKEN,
+            "dev_mode": False,
+        },
+    )
     app = create_app(config)
     app[POOL].register_kind("ledger", LedgerGuest)
     make_pool()  # resets the test guest's counters
     clock = ManualClock(start=time.time())
     outbox = tmp_path / "outbox.jsonl"
-    control = ControlConfig(flavors=(PROBE, QUIET), db_path=str(tmp_path / "site.db"),
-                            admin_token=TOKEN)
-    plane = setup_control(app, app[POOL], config=control, clock=clock, scheduler=False,
-                          disconnect=app[NODE].disconnect_instance, sender=JsonlSender(outbox))
+    control = ControlConfig(
+        flavors=(PROBE, QUIET), db_path=str(tmp_path / "site.db"), admin_token=TOKEN
+    )
+    plane = setup_control(
+        app,
+        app[POOL],
+        config=control,
+        clock=clock,
+        scheduler=False,
+        disconnect=app[NODE].disconnect_instance,
+        sender=JsonlSender(outbox),
+    )
     app[SIGNALING].authorizer = plane.authorizer
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()

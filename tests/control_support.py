@@ -58,10 +58,27 @@ def make_pool() -> InstancePool:
 
 def make_config(**changes: Any) -> ControlConfig:
     flavors = (
-        Flavor("std", 720, 1280, 30, on_demand_cents_per_hour=7, month_cents=3000,
-               year_cents=30000, guest_kind="ledger"),
-        Flavor("broken", 720, 1280, 30, on_demand_cents_per_hour=7, month_cents=3000,
-               year_cents=30000, guest_kind="ledger", guest_options={"fail_after": 1}),
+        Flavor(
+            "std",
+            720,
+            1280,
+            30,
+            on_demand_cents_per_hour=7,
+            month_cents=3000,
+            year_cents=30000,
+            guest_kind="ledger",
+        ),
+        Flavor(
+            "broken",
+            720,
+            1280,
+            30,
+            on_demand_cents_per_hour=7,
+            month_cents=3000,
+            year_cents=30000,
+            guest_kind="ledger",
+            guest_options={"fail_after": 1},
+        ),
     )
     base = ControlConfig(flavors=flavors, admin_token=TOKEN, max_count=10)
     return base.with_(**changes)
@@ -72,14 +89,19 @@ def order_body(count: Any = 1, mode: str = "on_demand", **over: Any) -> dict[str
     if mode == "prepaid":
         billing.update(period="month", duration=1)
     body: dict[str, Any] = {
-        "region": "cn-east", "zone": "cn-east-a", "flavor": "std", "name": "web",
-        "count": count, "billing": billing,
+        "region": "cn-east",
+        "zone": "cn-east-a",
+        "flavor": "std",
+        "name": "web",
+        "count": count,
+        "billing": billing,
     }
     body.update(over)
     return body
 
 
 # -- a small JSON-schema checker for the subset the OpenAPI document uses -----------------------
+
 
 def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: str = "$") -> None:
     """Raise AssertionError where `value` does not match `schema` (refs resolved in `doc`)."""
@@ -93,13 +115,19 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
     if types is not None:
         types = types if isinstance(types, list) else [types]
         kinds = {
-            "object": dict, "array": list, "string": str, "boolean": bool,
+            "object": dict,
+            "array": list,
+            "string": str,
+            "boolean": bool,
             "null": type(None),
         }
         ok = any(
-            (t == "integer" and type(value) is int) or (t in kinds and isinstance(value, kinds[t])
-                                                         and not (t != "boolean" and
-                                                                  isinstance(value, bool)))
+            (t == "integer" and type(value) is int)
+            or (
+                t in kinds
+                and isinstance(value, kinds[t])
+                and not (t != "boolean" and isinstance(value, bool))
+            )
             for t in types
         )
         assert ok, f"{path}: {value!r} is not {types}"
@@ -124,8 +152,7 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
             check_schema(item, schema["items"], doc, f"{path}[{i}]")
 
 
-def check_documented(doc: dict[str, Any], method: str, path: str, status: int,
-                     body: Any) -> None:
+def check_documented(doc: dict[str, Any], method: str, path: str, status: int, body: Any) -> None:
     """Assert that the OpenAPI document describes this exchange exactly (status and body)."""
     bare = path.split("?")[0]
     for template in doc["paths"]:

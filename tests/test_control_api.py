@@ -72,7 +72,9 @@ async def test_catalogue_lists_configured_regions_zones_and_flavors(env: Env) ->
     assert all(len(r["zones"]) == 2 and all(z["served"] for z in r["zones"]) for r in regions)
     flavors = (await env.api.get("/flavors"))["flavors"]
     assert flavors[0]["prices"] == {
-        "on_demand_cents_per_hour": 7, "month_cents": 3000, "year_cents": 30000
+        "on_demand_cents_per_hour": 7,
+        "month_cents": 3000,
+        "year_cents": 30000,
     }
 
 
@@ -87,8 +89,17 @@ async def test_recharge_adds_a_ledger_row(env: Env) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"amount_cents": -5}, {"amount_cents": 0}, {"amount_cents": 1.5}, {"amount_cents": "100"},
-     {"amount_cents": True}, {"amount_cents": 10**12}, {}, [1], "x"],
+    [
+        {"amount_cents": -5},
+        {"amount_cents": 0},
+        {"amount_cents": 1.5},
+        {"amount_cents": "100"},
+        {"amount_cents": True},
+        {"amount_cents": 10**12},
+        {},
+        [1],
+        "x",
+    ],
 )
 async def test_bad_recharges_are_refused_without_a_trace(env: Env, body: Any) -> None:
     before = await env.snapshot()
@@ -114,7 +125,10 @@ async def test_prepaid_batch_order_charges_up_front_and_names_phones(env: Env) -
     assert (await env.api.get("/account"))["balance_cents"] == 1000
     entry = (await env.api.get("/ledger"))["entries"][0]
     assert (entry["kind"], entry["amount_cents"], entry["order_id"]) == (
-        "purchase", -9000, order["order_id"])
+        "purchase",
+        -9000,
+        order["order_id"],
+    )
 
 
 async def test_on_demand_order_charges_nothing_up_front(env: Env) -> None:
@@ -146,12 +160,21 @@ BAD_ORDERS: list[tuple[dict[str, Any], int, str]] = [
     (order_body(billing={"mode": "free"}), 400, "invalid_billing"),
     (order_body(billing="prepaid"), 400, "invalid_billing"),
     (order_body(billing={"mode": "on_demand", "period": "month"}), 400, "invalid_billing"),
-    (order_body(billing={"mode": "prepaid", "period": "week", "duration": 1}), 400,
-     "invalid_period"),
-    (order_body(billing={"mode": "prepaid", "period": "month", "duration": 0}), 400,
-     "invalid_duration"),
-    (order_body(billing={"mode": "prepaid", "period": "year", "duration": 99}), 400,
-     "invalid_duration"),
+    (
+        order_body(billing={"mode": "prepaid", "period": "week", "duration": 1}),
+        400,
+        "invalid_period",
+    ),
+    (
+        order_body(billing={"mode": "prepaid", "period": "month", "duration": 0}),
+        400,
+        "invalid_duration",
+    ),
+    (
+        order_body(billing={"mode": "prepaid", "period": "year", "duration": 99}),
+        400,
+        "invalid_duration",
+    ),
     (order_body(billing={"mode": "prepaid", "period": "month"}), 400, "invalid_duration"),
 ]
 
@@ -175,8 +198,10 @@ async def test_zone_not_served_by_this_node_is_refused(aiohttp_client: Any, tmp_
     err = await api.post("/orders", order_body(), expect=409)
     assert err["error"]["code"] == "zone_not_served"
     regions = (await api.get("/regions"))["regions"]
-    assert regions[0]["zones"] == [{"name": "cn-east-a", "served": False},
-                                   {"name": "cn-east-b", "served": True}]
+    assert regions[0]["zones"] == [
+        {"name": "cn-east-a", "served": False},
+        {"name": "cn-east-b", "served": True},
+    ]
     order = await api.post("/orders", order_body(zone="cn-east-b"), expect=201)
     assert order["phones"][0]["zone"] == "cn-east-b"
 
@@ -199,10 +224,14 @@ async def test_an_order_that_cannot_start_every_phone_creates_none_and_refunds(e
 async def test_racing_orders_never_overdraw(env: Env) -> None:
     await env.api.post("/account/recharge", {"amount_cents": 10_000})  # covers 3 of 8 orders
     client = env.api.client
-    resps = await asyncio.gather(*(
-        client.post(f"{PREFIX}/orders", json=order_body(1, "prepaid", name=f"r{i}"), headers=AUTH)
-        for i in range(8)
-    ))
+    resps = await asyncio.gather(
+        *(
+            client.post(
+                f"{PREFIX}/orders", json=order_body(1, "prepaid", name=f"r{i}"), headers=AUTH
+            )
+            for i in range(8)
+        )
+    )
     statuses = sorted(r.status for r in resps)
     assert statuses == [201] * 3 + [402] * 5
     account = await env.api.get("/account")
@@ -215,10 +244,14 @@ async def test_racing_orders_never_overdraw(env: Env) -> None:
 
 async def test_racing_recharges_and_orders_keep_the_ledger_consistent(env: Env) -> None:
     client = env.api.client
-    calls = [client.post(f"{PREFIX}/account/recharge", json={"amount_cents": 3000}, headers=AUTH)
-             for _ in range(4)]
-    calls += [client.post(f"{PREFIX}/orders", json=order_body(1, "prepaid", name=f"o{i}"),
-                          headers=AUTH) for i in range(6)]
+    calls = [
+        client.post(f"{PREFIX}/account/recharge", json={"amount_cents": 3000}, headers=AUTH)
+        for _ in range(4)
+    ]
+    calls += [
+        client.post(f"{PREFIX}/orders", json=order_body(1, "prepaid", name=f"o{i}"), headers=AUTH)
+        for i in range(6)
+    ]
     resps = await asyncio.gather(*calls)
     ok_orders = sum(1 for r in resps[4:] if r.status == 201)
     assert all(r.status in (201, 402) for r in resps[4:])
@@ -260,12 +293,12 @@ async def test_ledger_pages_newest_first(env: Env) -> None:
 async def test_phone_actions_over_http(env: Env) -> None:
     await env.api.post("/account/recharge", {"amount_cents": 10_000})
     [pre] = (await env.api.post("/orders", order_body(1, "prepaid", name="pre"), expect=201))[
-        "phones"]
+        "phones"
+    ]
     [ond] = (await env.api.post("/orders", order_body(1, name="ond"), expect=201))["phones"]
     stopped = await env.api.post(f"/phones/{ond['id']}/stop")
     assert stopped["state"] == "stopped" and env.pool.get(ond["id"]).state == "stopped"
-    assert [p["id"] for p in (await env.api.get("/phones?state=stopped"))["phones"]] == [
-        ond["id"]]
+    assert [p["id"] for p in (await env.api.get("/phones?state=stopped"))["phones"]] == [ond["id"]]
     started = await env.api.post(f"/phones/{ond['id']}/start")
     assert started["state"] == "running" and env.pool.get(ond["id"]).state == "running"
     restarted = await env.api.post(f"/phones/{pre['id']}/restart")
@@ -290,11 +323,13 @@ async def test_phone_actions_over_http(env: Env) -> None:
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({"period": "week", "duration": 1}, "invalid_period"),
-     ({"period": "month", "duration": 0}, "invalid_duration"),
-     ({"period": "month", "duration": 37}, "invalid_duration"),
-     ({"period": "year", "duration": "1"}, "invalid_duration"),
-     ({}, "invalid_period")],
+    [
+        ({"period": "week", "duration": 1}, "invalid_period"),
+        ({"period": "month", "duration": 0}, "invalid_duration"),
+        ({"period": "month", "duration": 37}, "invalid_duration"),
+        ({"period": "year", "duration": "1"}, "invalid_duration"),
+        ({}, "invalid_period"),
+    ],
 )
 async def test_bad_renewals_are_refused_without_a_trace(
     env: Env, body: dict[str, Any], code: str
@@ -338,8 +373,13 @@ async def test_cli_admin_token_is_accepted_and_replaces_the_previous_one(
     second = capsys.readouterr().out.strip()
     assert first != second and len(second) > 30
     app = web.Application()
-    setup_control(app, make_pool(), config=make_config(db_path=db, admin_token=None),
-                  clock=ManualClock(), scheduler=False)
+    setup_control(
+        app,
+        make_pool(),
+        config=make_config(db_path=db, admin_token=None),
+        clock=ManualClock(),
+        scheduler=False,
+    )
     client = await aiohttp_client(app)
     ok = await client.get(f"{PREFIX}/account", headers={"Authorization": f"Bearer {second}"})
     assert ok.status == 200

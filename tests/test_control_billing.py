@@ -42,8 +42,9 @@ class Rig:
     async def boot(self) -> ControlPlane:
         pool = make_pool()
         pool.events.on("removed", lambda gid, reason: self.removed.append((gid, reason)))
-        plane = ControlPlane(pool, SQLiteStore(str(self.path)), self.config, self.clock,
-                             scheduler=False)
+        plane = ControlPlane(
+            pool, SQLiteStore(str(self.path)), self.config, self.clock, scheduler=False
+        )
         await plane.start()
         self.planes.append(plane)
         return plane
@@ -404,8 +405,8 @@ async def test_a_real_kill_9_between_metering_and_billing(tmp_path: Path) -> Non
     db = tmp_path / "killed.db"
     t0 = 1_767_225_600.0
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KILLED_AFTER_METERING, str(db), str(t0),
-        cwd=REPO)
+        sys.executable, "-c", KILLED_AFTER_METERING, str(db), str(t0), cwd=REPO
+    )
     assert await proc.wait() == -signal.SIGKILL
     rig = Rig(db, make_config())
     rig.clock.set(t0 + 1800)

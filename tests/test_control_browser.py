@@ -31,12 +31,14 @@ async def _login(page: Any, site: Site, account: str, password: str, *, trust: b
     await page.click("#login")
     await page.wait_for_function(
         "window.cloudphoneLogin && ['challenge', 'session'].includes(window.cloudphoneLogin.state)"
-        " || !location.pathname.endsWith('login.html')")
+        " || !location.pathname.endsWith('login.html')"
+    )
     if not await page.is_visible("#code-form"):
         return False
     assert not await page.is_visible("#password-form")  # one step at a time
-    await eventually(lambda: len([n for n in site.notices()
-                                  if n["kind"] == "verification_code"]) > codes_before)
+    await eventually(
+        lambda: len([n for n in site.notices() if n["kind"] == "verification_code"]) > codes_before
+    )
     code = [n for n in site.notices() if n["kind"] == "verification_code"][-1]["payload"]["code"]
     await page.fill("#code", code)
     if trust:
@@ -58,7 +60,9 @@ async def _tap_icon(page: Any, name: str) -> None:
 async def _wait_playing(page: Any) -> None:
     await page.wait_for_function(
         "window.cloudphone && window.cloudphone.connected"
-        " && document.getElementById('video').videoWidth > 0", timeout=20000)
+        " && document.getElementById('video').videoWidth > 0",
+        timeout=20000,
+    )
 
 
 async def test_login_code_trust_select_enter_touch_logout_and_back_without_a_code(
@@ -75,7 +79,8 @@ async def test_login_code_trust_select_enter_touch_logout_and_back_without_a_cod
         browser = await launch(pw)
         try:
             context = await browser.new_context(
-                viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+                viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+            )
             page = await context.new_page()
             await page.goto(site.url("/h5/phones.html"))  # not logged in: to the login page
             await page.wait_for_url("**/h5/login.html?next=*")
@@ -126,11 +131,15 @@ async def test_admin_console_recharges_buys_assigns_and_shows_the_ledger(site: S
     from playwright.async_api import async_playwright
 
     seeded = await site.seed(money=0)
-    await site.admin.call("PATCH", f"/users/{seeded['users'][1]['id']}", json_body={"role": "admin"})
+    await site.admin.call(
+        "PATCH", f"/users/{seeded['users'][1]['id']}", json_body={"role": "admin"}
+    )
     async with async_playwright() as pw:
         browser = await launch(pw)
         try:
-            page = await (await browser.new_context(viewport={"width": 1100, "height": 900})).new_page()
+            page = await (
+                await browser.new_context(viewport={"width": 1100, "height": 900})
+            ).new_page()
             page.on("dialog", lambda dialog: dialog.accept())
             await page.goto(site.url("/h5/login.html"))
             assert await _login(page, site, "user1", seeded["password"], trust=False)
@@ -138,19 +147,26 @@ async def test_admin_console_recharges_buys_assigns_and_shows_the_ledger(site: S
             await page.wait_for_function("window.cloudphoneAdmin?.ready")
             await page.fill("#recharge-amount", "12.34")
             await page.click("#recharge-form button")
-            await page.wait_for_function("document.getElementById('balance').textContent === '12.34'")
+            await page.wait_for_function(
+                "document.getElementById('balance').textContent === '12.34'"
+            )
             await page.select_option("#buy-flavor", "quiet")
             await page.fill("#buy-name", "web")
             await page.fill("#buy-count", "2")
             await page.click("#buy-form button")
             await page.wait_for_function("document.querySelectorAll('#phones tr').length === 2")
             first = await page.get_attribute("#phones tr", "data-id")
-            await page.select_option(f"#phones tr[data-id='{first}'] select", str(seeded["users"][0]["id"]))
+            await page.select_option(
+                f"#phones tr[data-id='{first}'] select", str(seeded["users"][0]["id"])
+            )
             await page.wait_for_function(
-                f"document.querySelector(\"#phones tr[data-id='{first}']\").textContent.includes('user0')")
+                f"document.querySelector(\"#phones tr[data-id='{first}']\").textContent.includes('user0')"
+            )
             await page.click(f"#phones tr[data-id='{first}'] button:text('delete')")
             await page.wait_for_function("document.querySelectorAll('#phones tr').length === 1")
-            kinds = await page.eval_on_selector_all("#ledger tr td:nth-child(2)", "els => els.map(e => e.textContent)")
+            kinds = await page.eval_on_selector_all(
+                "#ledger tr td:nth-child(2)", "els => els.map(e => e.textContent)"
+            )
             assert kinds[-1] == "recharge"
             assert await page.inner_text("#error") == ""
         finally:

@@ -12,9 +12,17 @@ from cloudphone.edge.config import load_config
 
 
 async def _boot(db: Path) -> TestServer:
-    config = load_config(environ={}, overrides={
-        "ice_host_addresses": ["127.0.0.1"], "phones": 1, "admin_token": "demo-admin",
-        "control_db": str(db), "demo": True, "size": "320x568"})
+    config = load_config(
+        environ={},
+        overrides={
+            "ice_host_addresses": ["127.0.0.1"],
+            "phones": 1,
+            "admin_token": "demo-admin",
+            "control_db": str(db),
+            "demo": True,
+            "size": "320x568",
+        },
+    )
     server = TestServer(create_app(config), host="127.0.0.1", port=0)
     await server.start_server()
     return server
@@ -34,7 +42,9 @@ async def test_demo_tenant_is_seeded_once_and_survives_a_restart(
                 async with http.get(server.make_url("/api/v1/phones")) as resp:
                     phones = (await resp.json())["phones"]
             assert [(u["login"], u["role"], u["phones"]) for u in users] == [
-                ("admin", "admin", 0), ("demo", "user", 2)]
+                ("admin", "admin", 0),
+                ("demo", "user", 2),
+            ]
             assert [p["state"] for p in phones] == ["running", "running"]
             assert {p["user_id"] for p in phones} == {users[1]["id"]}
             pool = server.app[POOL]
@@ -53,27 +63,48 @@ async def test_regions_zones_and_flavors_come_from_the_control_config_file(
         'node_zones = ["ap-1b"]\nmax_count = 3\n'
         '[[regions]]\nname = "ap"\nzones = ["ap-1a", "ap-1b"]\ntitle = "Asia Pacific"\n'
         '[[flavors]]\nname = "tiny"\nwidth = 240\nheight = 426\nfps = 15\n'
-        'on_demand_cents_per_hour = 3\nmonth_cents = 900\nyear_cents = 9000\n')
-    config = load_config(environ={}, overrides={
-        "ice_host_addresses": ["127.0.0.1"], "phones": 0, "admin_token": "t",
-        "control_db": str(tmp_path / "c.db"), "control_config": str(toml)})
+        "on_demand_cents_per_hour = 3\nmonth_cents = 900\nyear_cents = 9000\n"
+    )
+    config = load_config(
+        environ={},
+        overrides={
+            "ice_host_addresses": ["127.0.0.1"],
+            "phones": 0,
+            "admin_token": "t",
+            "control_db": str(tmp_path / "c.db"),
+            "control_config": str(toml),
+        },
+    )
     server = TestServer(create_app(config), host="127.0.0.1", port=0)
     await server.start_server()
     try:
         async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as http:
             async with http.get(server.make_url("/api/v1/regions")) as resp:
-                assert (await resp.json())["regions"] == [{
-                    "name": "ap", "title": "Asia Pacific",
-                    "zones": [{"name": "ap-1a", "served": False},
-                              {"name": "ap-1b", "served": True}]}]
+                assert (await resp.json())["regions"] == [
+                    {
+                        "name": "ap",
+                        "title": "Asia Pacific",
+                        "zones": [
+                            {"name": "ap-1a", "served": False},
+                            {"name": "ap-1b", "served": True},
+                        ],
+                    }
+                ]
             async with http.get(server.make_url("/api/v1/flavors")) as resp:
                 assert [f["name"] for f in (await resp.json())["flavors"]] == ["tiny"]
-            order = {"region": "ap", "zone": "ap-1b", "flavor": "tiny", "name": "t",
-                     "count": 4, "billing": {"mode": "on_demand"}}
+            order = {
+                "region": "ap",
+                "zone": "ap-1b",
+                "flavor": "tiny",
+                "name": "t",
+                "count": 4,
+                "billing": {"mode": "on_demand"},
+            }
             async with http.post(server.make_url("/api/v1/orders"), json=order) as resp:
                 assert resp.status == 400  # above this file's max_count
-            async with http.post(server.make_url("/api/v1/orders"),
-                                 json={**order, "count": 2}) as resp:
+            async with http.post(
+                server.make_url("/api/v1/orders"), json={**order, "count": 2}
+            ) as resp:
                 assert resp.status == 201
                 phones = (await resp.json())["phones"]
         assert {server.app[POOL].get(p["id"]).screen.width for p in phones} == {240}

@@ -24,13 +24,26 @@ from tests.conftest import eventually
 
 TOKEN = "flow-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-FLAVOR = Flavor("probe", 320, 568, 30, on_demand_cents_per_hour=360, month_cents=1000,
-                year_cents=10000, guest_options={"stamp": True})
+FLAVOR = Flavor(
+    "probe",
+    320,
+    568,
+    30,
+    on_demand_cents_per_hour=360,
+    month_cents=1000,
+    year_cents=10000,
+    guest_options={"stamp": True},
+)
 
 
 class Site:
-    def __init__(self, server: TestServer, http: aiohttp.ClientSession, plane: ControlPlane,
-                 clock: ManualClock) -> None:
+    def __init__(
+        self,
+        server: TestServer,
+        http: aiohttp.ClientSession,
+        plane: ControlPlane,
+        clock: ManualClock,
+    ) -> None:
         self.server, self.http, self.plane, self.clock = server, http, plane, clock
         self.clients: list[PhoneClient] = []
 
@@ -38,31 +51,43 @@ class Site:
         return str(self.server.make_url(path))
 
     async def call(self, method: str, path: str, expect: int = 200, **kw: Any) -> Any:
-        async with self.http.request(method, self.url("/api/v1" + path), headers=AUTH,
-                                     **kw) as resp:
+        async with self.http.request(
+            method, self.url("/api/v1" + path), headers=AUTH, **kw
+        ) as resp:
             body = await resp.json()
             assert resp.status == expect, body
             return body
 
     async def viewer(self, instance: str) -> PhoneClient:
-        client = await PhoneClient.connect(self.http, self.url("/ws"), instance, token=TOKEN,
-                                           codec="h264")
+        client = await PhoneClient.connect(
+            self.http, self.url("/ws"), instance, token=TOKEN, codec="h264"
+        )
         self.clients.append(client)
         return client
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    config = load_config(environ={}, overrides={
-        "ice_host_addresses": ["127.0.0.1"], "phones": 0, "admin_token": TOKEN,
-        "dev_mode": False,
-    })
+    config = load_config(
+        environ={},
+        overrides={
+            "ice_host_addresses": ["127.0.0.1"],
+            "phones": 0,
+            "admin_token": TOKEN,
+            "dev_mode": False,
+        },
+    )
     app = create_app(config)
     clock = ManualClock(start=time.time())
-    control = ControlConfig(flavors=(FLAVOR,), db_path=str(tmp_path / "flow.db"),
-                            admin_token=TOKEN)
-    plane = setup_control(app, app[POOL], config=control, clock=clock, scheduler=False,
-                          disconnect=app[NODE].disconnect_instance)
+    control = ControlConfig(flavors=(FLAVOR,), db_path=str(tmp_path / "flow.db"), admin_token=TOKEN)
+    plane = setup_control(
+        app,
+        app[POOL],
+        config=control,
+        clock=clock,
+        scheduler=False,
+        disconnect=app[NODE].disconnect_instance,
+    )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     http = aiohttp.ClientSession()
@@ -77,9 +102,19 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
 async def test_recharge_buy_three_stream_one_delete_and_bill(site: Site) -> None:
     await site.call("POST", "/account/recharge", json={"amount_cents": 5000})
     began = time.monotonic()
-    order = await site.call("POST", "/orders", 201, json={
-        "region": "cn-east", "zone": "cn-east-b", "flavor": "probe", "name": "demo", "count": 3,
-        "billing": {"mode": "on_demand"}})
+    order = await site.call(
+        "POST",
+        "/orders",
+        201,
+        json={
+            "region": "cn-east",
+            "zone": "cn-east-b",
+            "flavor": "probe",
+            "name": "demo",
+            "count": 3,
+            "billing": {"mode": "on_demand"},
+        },
+    )
     assert time.monotonic() - began < 5.0  # running and streamable within 5 s
     phones = order["phones"]
     assert [p["name"] for p in phones] == ["demo-0001", "demo-0002", "demo-0003"]
@@ -92,7 +127,8 @@ async def test_recharge_buy_three_stream_one_delete_and_bill(site: Site) -> None
     await client.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
     seq = client.touch("down", 0.5, 0.5)
     frame = await client.wait_for_frame(
-        lambda f: f.stamp is not None and f.stamp.input_seq >= seq, timeout=15)
+        lambda f: f.stamp is not None and f.stamp.input_seq >= seq, timeout=15
+    )
     assert frame.stamp is not None and frame.stamp.input_seq == seq
 
     site.clock.advance(3600)
@@ -115,9 +151,19 @@ async def test_recharge_buy_three_stream_one_delete_and_bill(site: Site) -> None
 async def test_arrears_disconnect_viewers_and_a_recharge_brings_the_phone_back(
     site: Site,
 ) -> None:
-    order = await site.call("POST", "/orders", 201, json={
-        "region": "eu-west", "zone": "eu-west-a", "flavor": "probe", "name": "debt", "count": 1,
-        "billing": {"mode": "on_demand"}})
+    order = await site.call(
+        "POST",
+        "/orders",
+        201,
+        json={
+            "region": "eu-west",
+            "zone": "eu-west-a",
+            "flavor": "probe",
+            "name": "debt",
+            "count": 1,
+            "billing": {"mode": "on_demand"},
+        },
+    )
     phone_id = order["phones"][0]["id"]
     client = await site.viewer(phone_id)
     await client.wait_for_frame(lambda f: f.stamp is not None, timeout=15)

@@ -66,8 +66,9 @@ async def test_webhook_sender_posts_and_failures_are_retried(
     server = await aiohttp_server(app, host="127.0.0.1")
     notifier = Notifier(store, WebhookSender(str(server.make_url("/sms"))), ManualClock())
     async with store.transaction() as tx:
-        await enqueue(tx, 1, "+8613800000000", "verification_code", "code 123456",
-                      {"code": "123456"})
+        await enqueue(
+            tx, 1, "+8613800000000", "verification_code", "code 123456", {"code": "123456"}
+        )
     assert await notifier.flush() == 0  # the gateway answered 500
     [pending] = await _pending(store)
     assert pending["attempts"] == 1 and "500" in pending["last_error"]

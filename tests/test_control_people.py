@@ -20,8 +20,7 @@ async def test_orgs_are_created_renamed_moved_and_deleted_only_when_empty(site: 
     assert renamed["name"] == "Operations" and renamed["parent_id"] == top["id"]
     moved = await admin.call("PATCH", f"/orgs/{sub['id']}", json_body={"parent_id": other["id"]})
     assert moved["parent_id"] == other["id"]
-    err = await admin.call("PATCH", f"/orgs/{other['id']}", 409,
-                           json_body={"parent_id": sub["id"]})
+    err = await admin.call("PATCH", f"/orgs/{other['id']}", 409, json_body={"parent_id": sub["id"]})
     assert err["error"]["code"] == "org_cycle"
     err = await admin.call("DELETE", f"/orgs/{other['id']}", 409)
     assert err["error"]["code"] == "org_not_empty"
@@ -51,8 +50,14 @@ async def test_bad_users_are_refused_without_a_trace(
     site: Site, change: dict[str, Any], code: str
 ) -> None:
     org = await site.admin.call("POST", "/orgs", 201, json_body={"name": "O"})
-    body = {"login": "alice", "name": "Alice", "mobile": "+8613800001111", "org_id": org["id"],
-            "password": "long enough", **change}
+    body = {
+        "login": "alice",
+        "name": "Alice",
+        "mobile": "+8613800001111",
+        "org_id": org["id"],
+        "password": "long enough",
+        **change,
+    }
     err = await site.admin.call("POST", "/users", 400, json_body=body)
     assert err["error"]["code"] == code
     assert (await site.admin.call("GET", "/users"))["users"] == []
@@ -61,13 +66,25 @@ async def test_bad_users_are_refused_without_a_trace(
 async def test_users_are_listed_renamed_moved_and_deleted_once_unbound(site: Site) -> None:
     seeded = await site.seed()
     u0 = seeded["users"][0]
-    err = await site.admin.call("POST", "/users", 409, json_body={
-        "login": "USER0", "name": "Again", "mobile": "+8613800009999",
-        "org_id": seeded["org"]["id"], "password": "long enough"})
+    err = await site.admin.call(
+        "POST",
+        "/users",
+        409,
+        json_body={
+            "login": "USER0",
+            "name": "Again",
+            "mobile": "+8613800009999",
+            "org_id": seeded["org"]["id"],
+            "password": "long enough",
+        },
+    )
     assert err["error"]["code"] == "login_taken"
     other = await site.admin.call("POST", "/orgs", 201, json_body={"name": "Support"})
-    moved = await site.admin.call("PATCH", f"/users/{u0['id']}", json_body={
-        "org_id": other["id"], "name": "Zero", "role": "admin"})
+    moved = await site.admin.call(
+        "PATCH",
+        f"/users/{u0['id']}",
+        json_body={"org_id": other["id"], "name": "Zero", "role": "admin"},
+    )
     assert (moved["org_id"], moved["name"], moved["role"]) == (other["id"], "Zero", "admin")
     listed = await site.admin.call("GET", f"/users?org_id={other['id']}")
     assert [u["login"] for u in listed["users"]] == ["user0"]
@@ -105,10 +122,12 @@ async def test_login_with_a_code_then_a_trusted_browser_skips_the_code(site: Sit
     assert session["user"]["login"] == "user0"
     assert browser.last is not None
     cookies = browser.last.headers.getall("Set-Cookie")
-    assert any(c.startswith("cp_session=") and "HttpOnly" in c and "SameSite=Strict" in c
-               for c in cookies)
-    assert any(c.startswith("cp_device=") and "HttpOnly" in c and "Path=/api/v1/auth" in c
-               for c in cookies)
+    assert any(
+        c.startswith("cp_session=") and "HttpOnly" in c and "SameSite=Strict" in c for c in cookies
+    )
+    assert any(
+        c.startswith("cp_device=") and "HttpOnly" in c and "Path=/api/v1/auth" in c for c in cookies
+    )
     assert (await browser.call("GET", "/auth/session"))["user"]["login"] == "user0"
     await browser.call("POST", "/auth/logout")
     await browser.call("GET", "/auth/session", 401)
@@ -139,8 +158,11 @@ async def test_unknown_account_and_wrong_password_get_the_same_answer(site: Site
     b = site.browser()
     wrong = await b.login("user0", "not the password", expect=401)
     unknown = await b.login("nobody", seeded["password"], expect=401)
-    assert wrong == unknown == {"error": {"code": "invalid_credentials",
-                                          "message": "wrong account or password"}}
+    assert (
+        wrong
+        == unknown
+        == {"error": {"code": "invalid_credentials", "message": "wrong account or password"}}
+    )
 
 
 async def test_five_wrong_codes_lock_the_account(site: Site) -> None:
@@ -187,8 +209,7 @@ async def test_cookie_writes_need_the_csrf_header(site: Site) -> None:
     await b.full_login("user0", seeded["password"])
     err = await b.call("POST", "/auth/logout", 403, csrf=False)
     assert err["error"]["code"] == "csrf_failed"
-    err = await b.call("POST", "/auth/logout", 403, csrf=False,
-                       headers={"X-CSRF-Token": "forged"})
+    err = await b.call("POST", "/auth/logout", 403, csrf=False, headers={"X-CSRF-Token": "forged"})
     assert err["error"]["code"] == "csrf_failed"
     await b.call("GET", "/auth/session")  # still logged in
     await b.call("POST", "/auth/logout")
@@ -198,12 +219,17 @@ async def test_users_cannot_use_the_admin_api_and_admins_by_login_can(site: Site
     seeded = await site.seed()
     user = site.browser()
     await user.full_login("user0", seeded["password"])
-    for method, path in (("GET", "/phones"), ("GET", "/users"), ("GET", "/ledger"),
-                         ("POST", "/account/recharge")):
+    for method, path in (
+        ("GET", "/phones"),
+        ("GET", "/users"),
+        ("GET", "/ledger"),
+        ("POST", "/account/recharge"),
+    ):
         err = await user.call(method, path, 403, json_body={"amount_cents": 5})
         assert err["error"]["code"] == "forbidden"
-    await site.admin.call("PATCH", f"/users/{seeded['users'][1]['id']}",
-                          json_body={"role": "admin"})
+    await site.admin.call(
+        "PATCH", f"/users/{seeded['users'][1]['id']}", json_body={"role": "admin"}
+    )
     boss = site.browser()
     await boss.full_login("user1", seeded["password"])
     assert (await boss.call("GET", "/account"))["balance_cents"] == 100_000
@@ -216,13 +242,15 @@ async def test_binding_sends_a_notice_and_users_see_only_their_phones(site: Site
     a1, a2, b1 = await site.buy(3)
     for phone, user in ((a1, u0), (a2, u0), (b1, u1)):
         await site.admin.call("POST", f"/phones/{phone}/assign", json_body={"user_id": user["id"]})
-    err = await site.admin.call("POST", f"/phones/{b1}/assign", 409,
-                                json_body={"user_id": u0["id"]})
+    err = await site.admin.call(
+        "POST", f"/phones/{b1}/assign", 409, json_body={"user_id": u0["id"]}
+    )
     assert err["error"]["code"] == "already_assigned"
     await site.plane.notices.flush()
     bound = [n for n in site.notices() if n["kind"] == "phone_bound"]
     assert sorted(n["recipient"] for n in bound) == sorted(
-        [u0["mobile"], u0["mobile"], u1["mobile"]])
+        [u0["mobile"], u0["mobile"], u1["mobile"]]
+    )
     alice = site.browser()
     await alice.full_login("user0", seeded["password"])
     mine = await alice.call("GET", "/me/phones")
@@ -254,17 +282,27 @@ async def test_password_change_and_admin_reset_end_sessions(site: Site) -> None:
     one, two = site.browser(), site.browser()
     await one.full_login("user0", seeded["password"])
     await two.full_login("user0", seeded["password"])
-    err = await one.call("POST", "/auth/password", 401, json_body={
-        "old_password": "wrong one", "new_password": "brand new pass"})
+    err = await one.call(
+        "POST",
+        "/auth/password",
+        401,
+        json_body={"old_password": "wrong one", "new_password": "brand new pass"},
+    )
     assert err["error"]["code"] == "invalid_credentials"
-    await one.call("POST", "/auth/password", json_body={
-        "old_password": seeded["password"], "new_password": "brand new pass"})
+    await one.call(
+        "POST",
+        "/auth/password",
+        json_body={"old_password": seeded["password"], "new_password": "brand new pass"},
+    )
     await one.call("GET", "/auth/session", 401)
     await two.call("GET", "/auth/session", 401)
     await one.login("user0", seeded["password"], expect=401)
     await one.full_login("user0", "brand new pass")
-    await site.admin.call("POST", f"/users/{seeded['users'][0]['id']}/password",
-                          json_body={"password": "admin chose this"})
+    await site.admin.call(
+        "POST",
+        f"/users/{seeded['users'][0]['id']}/password",
+        json_body={"password": "admin chose this"},
+    )
     await one.call("GET", "/auth/session", 401)
 
 
@@ -303,8 +341,9 @@ async def test_codes_sent_per_account_are_limited(site: Site) -> None:
 async def test_frozen_phones_show_as_such_and_cannot_be_entered(site: Site) -> None:
     seeded = await site.seed(money=0)
     [phone] = await site.buy()
-    await site.admin.call("POST", f"/phones/{phone}/assign",
-                          json_body={"user_id": seeded["users"][0]["id"]})
+    await site.admin.call(
+        "POST", f"/phones/{phone}/assign", json_body={"user_id": seeded["users"][0]["id"]}
+    )
     b = site.browser()
     await b.full_login("user0", seeded["password"])
     site.clock.advance(3600)
@@ -323,8 +362,10 @@ async def test_old_login_records_are_pruned(site: Site) -> None:
     site.clock.advance(3 * 86400)
     await site.plane.billing.tick()
     async with site.plane.store.transaction() as tx:
-        left = [await tx.fetchone(f"SELECT COUNT(*) AS n FROM {t}")
-                for t in ("auth_failures", "challenges", "sessions")]
+        left = [
+            await tx.fetchone(f"SELECT COUNT(*) AS n FROM {t}")
+            for t in ("auth_failures", "challenges", "sessions")
+        ]
     assert [r["n"] for r in left if r] == [0, 0, 0]
 
 
@@ -334,8 +375,9 @@ async def test_a_code_raced_by_two_requests_opens_one_session(site: Site) -> Non
     reply = await b1.login("user0", seeded["password"])
     code = await site.code_for(reply["challenge"])
     body = {"challenge": reply["challenge"], "code": code, "trust_browser": False}
-    results = await asyncio.gather(*(
-        b.http.post(site.url("/api/v1/auth/verify"), json=body) for b in (b1, b2)))
+    results = await asyncio.gather(
+        *(b.http.post(site.url("/api/v1/auth/verify"), json=body) for b in (b1, b2))
+    )
     for r in results:
         r.release()
     assert sorted(r.status for r in results) == [200, 401]

@@ -35,8 +35,9 @@ async def test_a_user_reaches_their_phone_and_never_another(site: Site) -> None:
     client = await site.viewer(a_phone, ticket["token"])
     await client.wait_for_frame(lambda f: f.stamp is not None, timeout=15)
     seq = client.touch("down", 0.5, 0.5)
-    await client.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq,
-                                timeout=15)
+    await client.wait_for_frame(
+        lambda f: f.stamp is not None and f.stamp.input_seq >= seq, timeout=15
+    )
 
     # Alice's token names her phone: it does not open Bob's.
     with pytest.raises(SignalingError) as err:
@@ -45,9 +46,11 @@ async def test_a_user_reaches_their_phone_and_never_another(site: Site) -> None:
     # Rewriting the phone (or the user) inside the token breaks its signature: forbidden.
     bob_id = str(bob["user"]["id"])
     parts = ticket["token"].split(".")
-    for forged in (ticket["token"].replace(a_phone, b_phone),
-                   ".".join([parts[0], bob_id, b_phone, *parts[3:]]),
-                   f"cpc1.{bob_id}.{b_phone}.9999999999.c2lnbmF0dXJl"):
+    for forged in (
+        ticket["token"].replace(a_phone, b_phone),
+        ".".join([parts[0], bob_id, b_phone, *parts[3:]]),
+        f"cpc1.{bob_id}.{b_phone}.9999999999.c2lnbmF0dXJl",
+    ):
         with pytest.raises(SignalingError) as err:
             await site.viewer(b_phone, forged)
         assert err.value.code == "forbidden"

@@ -73,13 +73,15 @@ async def test_concurrent_read_modify_write_transactions_do_not_interleave(
                 row = await tx.fetchone("SELECT value FROM settings WHERE key = 'n'")
                 assert row is not None
                 await asyncio.sleep(0)  # give every other task the chance to interleave
-                await tx.execute("UPDATE settings SET value = ? WHERE key = 'n'",
-                                 (str(int(row["value"]) + 1),))
+                await tx.execute(
+                    "UPDATE settings SET value = ? WHERE key = 'n'", (str(int(row["value"]) + 1),)
+                )
 
         await asyncio.gather(*(bump() for _ in range(40)))
         async with store.transaction() as tx:
             assert await tx.fetchone("SELECT value FROM settings WHERE key = 'n'") == {
-                "value": "40"}
+                "value": "40"
+            }
     finally:
         await store.close()
 
@@ -103,8 +105,9 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
 
             async def write(n: int = delay_steps) -> None:
                 async with store.transaction() as tx:
-                    await tx.execute("INSERT INTO settings (key, value) VALUES (?, 'x')",
-                                     (f"k{n}",))
+                    await tx.execute(
+                        "INSERT INTO settings (key, value) VALUES (?, 'x')", (f"k{n}",)
+                    )
 
             task = asyncio.create_task(write())
             for _ in range(delay_steps):
@@ -115,7 +118,8 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
             except asyncio.CancelledError:
                 pass
             async with store.transaction() as tx:  # raises if a transaction was left open
-                await tx.execute("INSERT INTO settings (key, value) VALUES (?, 'y')",
-                                 (f"after{delay_steps}",))
+                await tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, 'y')", (f"after{delay_steps}",)
+                )
     finally:
         await store.close()

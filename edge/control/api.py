@@ -235,8 +235,15 @@ def setup_control(
     `disconnect_instance`).
     """
     config = config or ControlConfig()
-    plane = ControlPlane(pool, store or SQLiteStore(config.db_path), config, clock,
-                         scheduler=scheduler, disconnect=disconnect, sender=sender)
+    plane = ControlPlane(
+        pool,
+        store or SQLiteStore(config.db_path),
+        config,
+        clock,
+        scheduler=scheduler,
+        disconnect=disconnect,
+        sender=sender,
+    )
 
     async def start(_: web.Application) -> None:
         await plane.start()

@@ -33,11 +33,25 @@ def _session_reply(request: web.Request, granted: Granted) -> web.Response:
     session = Session("", granted.user, granted.csrf, granted.expires_at)
     resp = web.json_response({"status": "session", **me_dict(session)})
     secure = request.secure
-    resp.set_cookie(SESSION_COOKIE, granted.token, httponly=True, samesite="Strict",
-                    secure=secure, path="/", max_age=plane.config.session_ttl_s)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        granted.token,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+        path="/",
+        max_age=plane.config.session_ttl_s,
+    )
     if granted.device_token is not None:
-        resp.set_cookie(DEVICE_COOKIE, granted.device_token, httponly=True, samesite="Strict",
-                        secure=secure, path="/api/v1/auth", max_age=plane.config.device_ttl_s)
+        resp.set_cookie(
+            DEVICE_COOKIE,
+            granted.device_token,
+            httponly=True,
+            samesite="Strict",
+            secure=secure,
+            path="/api/v1/auth",
+            max_age=plane.config.device_ttl_s,
+        )
     return resp
 
 
@@ -46,11 +60,21 @@ def _session_reply(request: web.Request, granted: Granted) -> web.Response:
 async def post_login(request: web.Request) -> web.Response:
     plane = request.app[PLANE_KEY]
     body = await json_body(request)
-    result = await plane.logins.login(body.get("account"), body.get("password"),
-                                      _client_ip(request), request.cookies.get(DEVICE_COOKIE))
+    result = await plane.logins.login(
+        body.get("account"),
+        body.get("password"),
+        _client_ip(request),
+        request.cookies.get(DEVICE_COOKIE),
+    )
     if isinstance(result, Challenge):
-        return web.json_response({"status": "challenge", "challenge": result.id,
-                                  "expires_at": result.expires_at, "sent_to": result.sent_to})
+        return web.json_response(
+            {
+                "status": "challenge",
+                "challenge": result.id,
+                "expires_at": result.expires_at,
+                "sent_to": result.sent_to,
+            }
+        )
     return _session_reply(request, result)
 
 
@@ -59,9 +83,13 @@ async def post_login(request: web.Request) -> web.Response:
 async def post_verify(request: web.Request) -> web.Response:
     plane = request.app[PLANE_KEY]
     body = await json_body(request)
-    granted = await plane.logins.verify(body.get("challenge"), body.get("code"),
-                                        body.get("trust_browser", False), _client_ip(request),
-                                        request.headers.get("User-Agent", ""))
+    granted = await plane.logins.verify(
+        body.get("challenge"),
+        body.get("code"),
+        body.get("trust_browser", False),
+        _client_ip(request),
+        request.headers.get("User-Agent", ""),
+    )
     return _session_reply(request, granted)
 
 
@@ -94,7 +122,8 @@ async def post_password(request: web.Request) -> web.Response:
     body = await json_body(request)
     session = _session_of(request)
     await request.app[PLANE_KEY].logins.change_password(
-        session.user, body.get("old_password"), body.get("new_password"))
+        session.user, body.get("old_password"), body.get("new_password")
+    )
     resp = web.json_response({"status": "logged_out"})
     resp.del_cookie(SESSION_COOKIE, path="/")
     return resp
@@ -120,8 +149,15 @@ async def post_connect(request: web.Request) -> web.Response:
     if not phone["usable"]:
         raise ControlError(409, "phone_unavailable", f"this phone is {phone['state']}")
     token, expires = plane.tokens.issue(user_id, phone_id)
-    return web.json_response({"token": token, "expires_at": expires, "instance": phone_id,
-                              "signaling": "/ws", "player": f"/phone/{phone_id}"})
+    return web.json_response(
+        {
+            "token": token,
+            "expires_at": expires,
+            "instance": phone_id,
+            "signaling": "/ws",
+            "player": f"/phone/{phone_id}",
+        }
+    )
 
 
 @routes.get("/me/devices")

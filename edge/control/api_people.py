@@ -55,7 +55,8 @@ async def get_user(request: web.Request) -> web.Response:
 async def patch_user(request: web.Request) -> web.Response:
     directory = request.app[PLANE_KEY].directory
     return web.json_response(
-        await directory.update_user(int_path(request), await json_body(request)))
+        await directory.update_user(int_path(request), await json_body(request))
+    )
 
 
 @routes.delete("/users/{id}")

@@ -205,7 +205,7 @@ class Billing:
         await bill_phone(tx, phone_id, now)  # a final bill for anything metered and not billed
         await tx.execute(
             "UPDATE phones SET state = ?, released_at = ?, release_reason = ?, user_id = NULL"
-                    " WHERE id = ?",
+            " WHERE id = ?",
             (PhoneState.RELEASED, now, reason, phone_id),
         )
         fx.remove.append((phone_id, reason))

@@ -34,8 +34,10 @@ def run_admin(args: argparse.Namespace) -> int:
     if args.admin_command == "token":
         token = asyncio.run(_token(args.db))
         print(token)
-        print(f"# stored (hashed) in {args.db}; send it as 'Authorization: Bearer <token>'",
-              file=sys.stderr)
+        print(
+            f"# stored (hashed) in {args.db}; send it as 'Authorization: Bearer <token>'",
+            file=sys.stderr,
+        )
         return 0
     return 2
 

@@ -68,10 +68,19 @@ DEFAULT_REGIONS = (
 
 DEFAULT_FLAVORS = (
     Flavor("small", 480, 854, 30, on_demand_cents_per_hour=7, month_cents=2900, year_cents=29000),
-    Flavor("medium", 720, 1280, 30, on_demand_cents_per_hour=12, month_cents=4900,
-           year_cents=49000),
-    Flavor("large", 1080, 1920, 60, on_demand_cents_per_hour=25, month_cents=9900,
-           year_cents=99000, max_bitrate_kbps=8000),
+    Flavor(
+        "medium", 720, 1280, 30, on_demand_cents_per_hour=12, month_cents=4900, year_cents=49000
+    ),
+    Flavor(
+        "large",
+        1080,
+        1920,
+        60,
+        on_demand_cents_per_hour=25,
+        month_cents=9900,
+        year_cents=99000,
+        max_bitrate_kbps=8000,
+    ),
 )
 
 

@@ -35,8 +35,9 @@ class ConnectTokens:
             row = await tx.fetchone("SELECT value FROM settings WHERE key = ?", (SECRET_KEY,))
             if row is None:
                 value = secrets.token_hex(32)
-                await tx.execute("INSERT INTO settings (key, value) VALUES (?, ?)",
-                                 (SECRET_KEY, value))
+                await tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)", (SECRET_KEY, value)
+                )
             else:
                 value = row["value"]
         self._secret = bytes.fromhex(value)
@@ -79,8 +80,13 @@ class ControlAuthorizer:
     to `fallback`, the edge's own policy; phones it sold never are.
     """
 
-    def __init__(self, store: Store, tokens: ConnectTokens, admin: AdminAuth,
-                 fallback: Authorizer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tokens: ConnectTokens,
+        admin: AdminAuth,
+        fallback: Authorizer | None = None,
+    ) -> None:
         self.store = store
         self.tokens = tokens
         self.admin = admin

@@ -49,22 +49,32 @@ def mask_mobile(mobile: str) -> str:
 
 def user_dict(row: Row, phones: int = 0) -> dict[str, Any]:
     return {
-        "id": row["id"], "login": row["login"], "name": row["name"], "mobile": row["mobile"],
-        "org_id": row["org_id"], "role": row["role"], "created_at": row["created_at"],
+        "id": row["id"],
+        "login": row["login"],
+        "name": row["name"],
+        "mobile": row["mobile"],
+        "org_id": row["org_id"],
+        "role": row["role"],
+        "created_at": row["created_at"],
         "phones": phones,
     }
 
 
 def org_dict(row: Row) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "parent_id": row["parent_id"],
-            "created_at": row["created_at"]}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "parent_id": row["parent_id"],
+        "created_at": row["created_at"],
+    }
 
 
 class Directory:
     """Who is who in the tenant, and which phone is whose."""
 
-    def __init__(self, store: Store, clock: Clock, fleet: Fleet, notices: Notifier,
-                 account_id: int) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, fleet: Fleet, notices: Notifier, account_id: int
+    ) -> None:
         self.store = store
         self.clock = clock
         self.fleet = fleet
@@ -79,8 +89,9 @@ class Directory:
     async def _org(self, tx: Tx, org_id: Any) -> Row:
         if type(org_id) is not int:
             raise bad_request("invalid_org", "org_id must be an integer")
-        row = await tx.fetchone("SELECT * FROM orgs WHERE id = ? AND account_id = ?",
-                                (org_id, self.account_id))
+        row = await tx.fetchone(
+            "SELECT * FROM orgs WHERE id = ? AND account_id = ?", (org_id, self.account_id)
+        )
         if row is None:
             raise not_found("org", org_id)
         return row
@@ -99,8 +110,9 @@ class Directory:
 
     async def orgs(self) -> list[dict[str, Any]]:
         async with self.store.transaction() as tx:
-            rows = await tx.fetchall("SELECT * FROM orgs WHERE account_id = ? ORDER BY id",
-                                     (self.account_id,))
+            rows = await tx.fetchall(
+                "SELECT * FROM orgs WHERE account_id = ? ORDER BY id", (self.account_id,)
+            )
         return [org_dict(r) for r in rows]
 
     async def update_org(self, org_id: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +122,9 @@ class Directory:
         async with self.store.transaction() as tx:
             await self._org(tx, org_id)
             if "name" in body:
-                await tx.execute("UPDATE orgs SET name = ? WHERE id = ?",
-                                 (_name(body["name"]), org_id))
+                await tx.execute(
+                    "UPDATE orgs SET name = ? WHERE id = ?", (_name(body["name"]), org_id)
+                )
             if "parent_id" in body:
                 parent = body["parent_id"]
                 if parent is not None:
@@ -129,7 +142,9 @@ class Directory:
             await self._org(tx, org_id)
             busy = await tx.fetchone(
                 "SELECT (SELECT COUNT(*) FROM users WHERE org_id = ?)"
-                " + (SELECT COUNT(*) FROM orgs WHERE parent_id = ?) AS n", (org_id, org_id))
+                " + (SELECT COUNT(*) FROM orgs WHERE parent_id = ?) AS n",
+                (org_id, org_id),
+            )
             if busy and busy["n"]:
                 raise conflict("org_not_empty", "move or delete its users and sub-organisations")
             await tx.execute("DELETE FROM orgs WHERE id = ?", (org_id,))
@@ -139,8 +154,9 @@ class Directory:
     async def _user(self, tx: Tx, user_id: Any) -> Row:
         if type(user_id) is not int:
             raise bad_request("invalid_user", "user_id must be an integer")
-        row = await tx.fetchone("SELECT * FROM users WHERE id = ? AND account_id = ?",
-                                (user_id, self.account_id))
+        row = await tx.fetchone(
+            "SELECT * FROM users WHERE id = ? AND account_id = ?", (user_id, self.account_id)
+        )
         if row is None:
             raise not_found("user", user_id)
         return row
@@ -153,8 +169,11 @@ class Directory:
         login = body.get("login")
         if not isinstance(login, str) or not LOGIN_RE.match(login):
             raise bad_request("invalid_login", "login: 3..64 letters, digits, '.', '_', '@', '-'")
-        name, mobile, role = _name(body.get("name")), _mobile(body.get("mobile")), _role(
-            body.get("role", "user"))
+        name, mobile, role = (
+            _name(body.get("name")),
+            _mobile(body.get("mobile")),
+            _role(body.get("role", "user")),
+        )
         problem = password_problem(body.get("password"))
         if problem:
             raise bad_request("invalid_password", problem)
@@ -168,14 +187,24 @@ class Directory:
             user_id = await tx.insert(
                 "INSERT INTO users (account_id, org_id, login, name, mobile, role, password_hash,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.account_id, body["org_id"], login.lower(), name, mobile, role, hashed,
-                 self.now()),
+                (
+                    self.account_id,
+                    body["org_id"],
+                    login.lower(),
+                    name,
+                    mobile,
+                    role,
+                    hashed,
+                    self.now(),
+                ),
             )
             return user_dict(await self._user(tx, user_id))
 
     async def users(self, org_id: int | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT u.*, (SELECT COUNT(*) FROM phones p WHERE p.user_id = u.id) AS bound"
-               " FROM users u WHERE u.account_id = ?")
+        sql = (
+            "SELECT u.*, (SELECT COUNT(*) FROM phones p WHERE p.user_id = u.id) AS bound"
+            " FROM users u WHERE u.account_id = ?"
+        )
         params: list[Any] = [self.account_id]
         if org_id is not None:
             sql += " AND u.org_id = ?"
@@ -197,18 +226,22 @@ class Directory:
         async with self.store.transaction() as tx:
             await self._user(tx, user_id)
             if "name" in body:
-                await tx.execute("UPDATE users SET name = ? WHERE id = ?",
-                                 (_name(body["name"]), user_id))
+                await tx.execute(
+                    "UPDATE users SET name = ? WHERE id = ?", (_name(body["name"]), user_id)
+                )
             if "mobile" in body:
-                await tx.execute("UPDATE users SET mobile = ? WHERE id = ?",
-                                 (_mobile(body["mobile"]), user_id))
+                await tx.execute(
+                    "UPDATE users SET mobile = ? WHERE id = ?", (_mobile(body["mobile"]), user_id)
+                )
             if "role" in body:
-                await tx.execute("UPDATE users SET role = ? WHERE id = ?",
-                                 (_role(body["role"]), user_id))
+                await tx.execute(
+                    "UPDATE users SET role = ? WHERE id = ?", (_role(body["role"]), user_id)
+                )
             if "org_id" in body:
                 await self._org(tx, body["org_id"])
-                await tx.execute("UPDATE users SET org_id = ? WHERE id = ?",
-                                 (body["org_id"], user_id))
+                await tx.execute(
+                    "UPDATE users SET org_id = ? WHERE id = ?", (body["org_id"], user_id)
+                )
             return user_dict(await self._user(tx, user_id), await self._bound(tx, user_id))
 
     async def delete_user(self, user_id: int) -> None:
@@ -234,7 +267,10 @@ class Directory:
                 raise conflict("already_assigned", "unassign the phone from its owner first")
             await tx.execute("UPDATE phones SET user_id = ? WHERE id = ?", (user["id"], phone_id))
             await notifier.enqueue(
-                tx, now, user["mobile"], "phone_bound",
+                tx,
+                now,
+                user["mobile"],
+                "phone_bound",
                 f"cloudphone: phone {phone['name']} is now bound to your account {user['login']}.",
                 {"user_id": user["id"], "phone_id": phone_id, "phone_name": phone["name"]},
             )

@@ -67,8 +67,9 @@ class Challenge:
 
 
 class Logins:
-    def __init__(self, store: Store, clock: Clock, config: ControlConfig,
-                 notices: Notifier) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, config: ControlConfig, notices: Notifier
+    ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
@@ -91,8 +92,9 @@ class Logins:
             if await self._failures(tx, "ip", ip, now) >= self.config.ip_fail_limit:
                 raise ControlError(429, "rate_limited", "too many failed attempts from here")
             if await self._failures(tx, "login", login, now) >= self.config.login_fail_limit:
-                raise ControlError(429, "account_locked",
-                                   "too many failed attempts; try again later")
+                raise ControlError(
+                    429, "account_locked", "too many failed attempts; try again later"
+                )
 
     async def _fail(self, login: str, ip: str, kind: str, now: int) -> None:
         async with self.store.transaction() as tx:
@@ -103,8 +105,9 @@ class Logins:
 
     # -- the two steps ------------------------------------------------------------------------
 
-    async def login(self, account: Any, password: Any, ip: str,
-                    device_token: str | None) -> Granted | Challenge:
+    async def login(
+        self, account: Any, password: Any, ip: str, device_token: str | None
+    ) -> Granted | Challenge:
         if not isinstance(account, str) or not isinstance(password, str) or not account:
             raise bad_request("invalid_credentials_format", "account and password are strings")
         login = account.strip().lower()[:128]
@@ -124,7 +127,9 @@ class Logins:
         async with self.store.transaction() as tx:
             row = await tx.fetchone(
                 "SELECT id FROM devices WHERE token_hash = ? AND user_id = ? AND revoked_at IS NULL"
-                " AND expires_at > ?", (digest(device_token), user_id, now))
+                " AND expires_at > ?",
+                (digest(device_token), user_id, now),
+            )
         return row is not None
 
     async def _challenge(self, user: Row, login: str, now: int) -> Challenge:
@@ -134,15 +139,20 @@ class Logins:
         async with self.store.transaction() as tx:
             sent = await tx.fetchone(
                 "SELECT COUNT(*) AS n FROM challenges WHERE user_id = ? AND created_at > ?",
-                (user["id"], now - self.config.fail_window_s))
+                (user["id"], now - self.config.fail_window_s),
+            )
             if sent and sent["n"] >= self.config.codes_per_window:
                 raise ControlError(429, "too_many_codes", "too many codes sent; try again later")
             await tx.execute(
                 "INSERT INTO challenges (id, user_id, code_hash, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (challenge_id, user["id"], digest(f"{challenge_id}:{code}"), now, expires))
+                (challenge_id, user["id"], digest(f"{challenge_id}:{code}"), now, expires),
+            )
             await notifier.enqueue(
-                tx, now, user["mobile"], "verification_code",
+                tx,
+                now,
+                user["mobile"],
+                "verification_code",
                 f"cloudphone: your verification code is {code}. It expires in"
                 f" {self.config.code_ttl_s // 60} minutes. Never share it.",
                 {"user_id": user["id"], "login": login, "code": code, "challenge": challenge_id},
@@ -150,8 +160,9 @@ class Logins:
         self.notices.kick()
         return Challenge(challenge_id, expires, mask_mobile(user["mobile"]))
 
-    async def verify(self, challenge_id: Any, code: Any, trust: Any, ip: str,
-                     label: str = "") -> Granted:
+    async def verify(
+        self, challenge_id: Any, code: Any, trust: Any, ip: str, label: str = ""
+    ) -> Granted:
         if not isinstance(challenge_id, str) or not isinstance(code, str):
             raise bad_request("invalid_code_format", "challenge and code are strings")
         if not isinstance(trust, bool):
@@ -160,7 +171,9 @@ class Logins:
         async with self.store.transaction() as tx:
             ch = await tx.fetchone(
                 "SELECT c.*, u.login FROM challenges c JOIN users u ON u.id = c.user_id"
-                " WHERE c.id = ?", (challenge_id,))
+                " WHERE c.id = ?",
+                (challenge_id,),
+            )
         if ch is None:
             raise ControlError(401, "invalid_challenge", "log in again")
         await self._check_limits(ch["login"], ip, now)
@@ -174,7 +187,8 @@ class Logins:
             changed = await tx.execute(
                 "UPDATE challenges SET tries = tries + 1, used_at = ? WHERE id = ?"
                 " AND used_at IS NULL AND tries < ?",
-                (now if good else None, challenge_id, self.config.code_max_tries))
+                (now if good else None, challenge_id, self.config.code_max_tries),
+            )
         if not changed:
             raise ControlError(401, "invalid_challenge", STALE)
         if not good:
@@ -193,13 +207,15 @@ class Logins:
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)", (digest(token), user["id"], csrf, now, expires))
+                " VALUES (?, ?, ?, ?, ?)",
+                (digest(token), user["id"], csrf, now, expires),
+            )
             if device is not None:
                 await tx.execute(
                     "INSERT INTO devices (token_hash, user_id, label, created_at, expires_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (digest(device), user["id"], label[:120], now,
-                     now + self.config.device_ttl_s))
+                    (digest(device), user["id"], label[:120], now, now + self.config.device_ttl_s),
+                )
         return Granted(token, csrf, expires, user, device)
 
     # -- sessions -----------------------------------------------------------------------------
@@ -212,21 +228,26 @@ class Logins:
             row = await tx.fetchone(
                 "SELECT s.token_hash, s.csrf, s.expires_at, u.* FROM sessions s"
                 " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?"
-                " AND s.revoked_at IS NULL AND s.expires_at > ?", (digest(token), now))
+                " AND s.revoked_at IS NULL AND s.expires_at > ?",
+                (digest(token), now),
+            )
         if row is None:
             return None
         return Session(row["token_hash"], row, row["csrf"], row["expires_at"])
 
     async def logout(self, session: Session) -> None:
         async with self.store.transaction() as tx:
-            await tx.execute("UPDATE sessions SET revoked_at = ? WHERE token_hash = ?",
-                             (self.now(), session.token_hash))
+            await tx.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ?",
+                (self.now(), session.token_hash),
+            )
 
     async def revoke_sessions(self, user_id: int) -> None:
         async with self.store.transaction() as tx:
             await tx.execute(
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                (self.now(), user_id))
+                (self.now(), user_id),
+            )
 
     async def change_password(self, user: Row, old: Any, new: Any) -> None:
         """Change one's own password; every session of the user ends (log in again)."""
@@ -243,17 +264,21 @@ class Logins:
             await tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, user_id))
             await tx.execute(
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                (self.now(), user_id))
+                (self.now(), user_id),
+            )
 
     async def prune(self, now: int) -> None:
         """Forget what can no longer matter: old failures, spent challenges, dead sessions."""
         day = 86400
         async with self.store.transaction() as tx:
-            await tx.execute("DELETE FROM auth_failures WHERE at < ?",
-                             (now - self.config.fail_window_s - day,))
+            await tx.execute(
+                "DELETE FROM auth_failures WHERE at < ?", (now - self.config.fail_window_s - day,)
+            )
             await tx.execute("DELETE FROM challenges WHERE expires_at < ?", (now - day,))
-            await tx.execute("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?",
-                             (now - day, now - day))
+            await tx.execute(
+                "DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?",
+                (now - day, now - day),
+            )
 
     # -- trusted browsers ---------------------------------------------------------------------
 
@@ -261,7 +286,9 @@ class Logins:
         async with self.store.transaction() as tx:
             rows = await tx.fetchall(
                 "SELECT id, label, created_at, expires_at FROM devices WHERE user_id = ?"
-                " AND revoked_at IS NULL AND expires_at > ? ORDER BY id", (user_id, self.now()))
+                " AND revoked_at IS NULL AND expires_at > ? ORDER BY id",
+                (user_id, self.now()),
+            )
         return rows
 
     async def revoke_devices(self, user_id: int, device_id: int | None = None) -> int:
@@ -275,5 +302,8 @@ class Logins:
 
 
 def me_dict(session: Session) -> dict[str, Any]:
-    return {"user": user_dict(session.user), "csrf_token": session.csrf,
-            "expires_at": session.expires_at}
+    return {
+        "user": user_dict(session.user),
+        "csrf_token": session.csrf,
+        "expires_at": session.expires_at,
+    }

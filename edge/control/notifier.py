@@ -37,8 +37,12 @@ class Notice:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "created_at": self.created_at, "channel": self.channel,
-            "recipient": self.recipient, "kind": self.kind, "body": self.body,
+            "id": self.id,
+            "created_at": self.created_at,
+            "channel": self.channel,
+            "recipient": self.recipient,
+            "kind": self.kind,
+            "body": self.body,
             "payload": self.payload,
         }
 
@@ -74,8 +78,9 @@ class JsonlSender:
 class WebhookSender:
     """POSTs each notice as JSON to a gateway; any non-2xx answer is a failure to retry."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, timeout_s: float = 10.0
+    ) -> None:
         self.url = url
         self.headers = headers or {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -87,8 +92,15 @@ class WebhookSender:
                     raise RuntimeError(f"webhook answered {resp.status}")
 
 
-async def enqueue(tx: Tx, now: int, recipient: str, kind: str, body: str,
-                  payload: dict[str, Any] | None = None, channel: str = "sms") -> int:
+async def enqueue(
+    tx: Tx,
+    now: int,
+    recipient: str,
+    kind: str,
+    body: str,
+    payload: dict[str, Any] | None = None,
+    channel: str = "sms",
+) -> int:
     """Write a notice in the caller's transaction."""
     return await tx.insert(
         "INSERT INTO outbox (created_at, channel, recipient, kind, body, payload)"
@@ -121,8 +133,15 @@ class Notifier:
                 )
             sent = 0
             for row in rows:
-                notice = Notice(row["id"], row["created_at"], row["channel"], row["recipient"],
-                                row["kind"], row["body"], json.loads(row["payload"]))
+                notice = Notice(
+                    row["id"],
+                    row["created_at"],
+                    row["channel"],
+                    row["recipient"],
+                    row["kind"],
+                    row["body"],
+                    json.loads(row["payload"]),
+                )
                 error: str | None = None
                 try:
                     await self.sender.send(notice)

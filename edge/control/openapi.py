@@ -41,8 +41,13 @@ SCHEMAS: J = {
     "Flavor": _obj(
         ["name", "width", "height", "fps", "codec", "max_bitrate_kbps", "guest_kind", "prices"],
         {
-            "name": STR, "width": INT, "height": INT, "fps": INT, "codec": STR,
-            "max_bitrate_kbps": INT, "guest_kind": STR,
+            "name": STR,
+            "width": INT,
+            "height": INT,
+            "fps": INT,
+            "codec": STR,
+            "max_bitrate_kbps": INT,
+            "guest_kind": STR,
             "prices": _obj(
                 ["on_demand_cents_per_hour", "month_cents", "year_cents"],
                 {"on_demand_cents_per_hour": INT, "month_cents": INT, "year_cents": INT},
@@ -52,71 +57,140 @@ SCHEMAS: J = {
     "Account": _obj(
         ["id", "name", "balance_cents", "phones"],
         {
-            "id": INT, "name": STR, "balance_cents": INT,
-            "phones": {"type": "object", "additionalProperties": INT,
-                       "description": "number of phones by state"},
+            "id": INT,
+            "name": STR,
+            "balance_cents": INT,
+            "phones": {
+                "type": "object",
+                "additionalProperties": INT,
+                "description": "number of phones by state",
+            },
         },
     ),
     "Billing": _obj(
         ["mode"],
         {
             "mode": {"enum": [str(m) for m in Mode]},
-            "period_start": INT, "expires_at": INT, "paid_cents": INT,
-            "price_cents_per_hour": INT, "metered_seconds": INT, "billed_cents": INT,
+            "period_start": INT,
+            "expires_at": INT,
+            "paid_cents": INT,
+            "price_cents_per_hour": INT,
+            "metered_seconds": INT,
+            "billed_cents": INT,
             "next_bill_at": NINT,
         },
     ),
     "Phone": _obj(
-        ["id", "name", "order_id", "region", "zone", "flavor", "state", "billing", "created_at",
-         "frozen_at", "expired_at", "released_at", "release_reason"],
+        [
+            "id",
+            "name",
+            "order_id",
+            "region",
+            "zone",
+            "flavor",
+            "state",
+            "billing",
+            "created_at",
+            "frozen_at",
+            "expired_at",
+            "released_at",
+            "release_reason",
+        ],
         {
-            "id": STR, "name": STR, "order_id": INT, "region": STR, "zone": STR, "flavor": STR,
+            "id": STR,
+            "name": STR,
+            "order_id": INT,
+            "region": STR,
+            "zone": STR,
+            "flavor": STR,
             "state": {"enum": [str(s) for s in PhoneState]},
             "billing": _ref("Billing"),
-            "created_at": INT, "frozen_at": NINT, "expired_at": NINT, "released_at": NINT,
-            "release_reason": NSTR, "user_id": NINT,
+            "created_at": INT,
+            "frozen_at": NINT,
+            "expired_at": NINT,
+            "released_at": NINT,
+            "release_reason": NSTR,
+            "user_id": NINT,
         },
     ),
-    "Org": _obj(["id", "name", "parent_id", "created_at"],
-                {"id": INT, "name": STR, "parent_id": NINT, "created_at": INT}),
+    "Org": _obj(
+        ["id", "name", "parent_id", "created_at"],
+        {"id": INT, "name": STR, "parent_id": NINT, "created_at": INT},
+    ),
     "User": _obj(
         ["id", "login", "name", "mobile", "org_id", "role", "created_at", "phones"],
-        {"id": INT, "login": STR, "name": STR, "mobile": STR, "org_id": INT,
-         "role": {"enum": ["admin", "user"]}, "created_at": INT,
-         "phones": {"type": "integer", "description": "phones bound to the user"}},
+        {
+            "id": INT,
+            "login": STR,
+            "name": STR,
+            "mobile": STR,
+            "org_id": INT,
+            "role": {"enum": ["admin", "user"]},
+            "created_at": INT,
+            "phones": {"type": "integer", "description": "phones bound to the user"},
+        },
     ),
     "NewUser": _obj(
         ["login", "name", "mobile", "org_id", "password"],
-        {"login": STR, "name": STR, "mobile": STR, "org_id": INT,
-         "role": {"enum": ["admin", "user"]}, "password": STR},
+        {
+            "login": STR,
+            "name": STR,
+            "mobile": STR,
+            "org_id": INT,
+            "role": {"enum": ["admin", "user"]},
+            "password": STR,
+        },
     ),
-    "Me": _obj(["user", "csrf_token", "expires_at"],
-               {"user": _ref("User"), "csrf_token": STR, "expires_at": INT}),
+    "Me": _obj(
+        ["user", "csrf_token", "expires_at"],
+        {"user": _ref("User"), "csrf_token": STR, "expires_at": INT},
+    ),
     "LoginReply": _obj(
         ["status"],
-        {"status": {"enum": ["challenge", "session"]}, "challenge": STR, "expires_at": INT,
-         "sent_to": STR, "user": _ref("User"), "csrf_token": STR},
+        {
+            "status": {"enum": ["challenge", "session"]},
+            "challenge": STR,
+            "expires_at": INT,
+            "sent_to": STR,
+            "user": _ref("User"),
+            "csrf_token": STR,
+        },
     ),
     "MyPhone": _obj(
         ["id", "name", "state", "region", "zone", "flavor", "usable"],
-        {"id": STR, "name": STR, "state": {"enum": [str(s) for s in PhoneState]},
-         "region": STR, "zone": STR, "flavor": STR, "usable": {"type": "boolean"}},
+        {
+            "id": STR,
+            "name": STR,
+            "state": {"enum": [str(s) for s in PhoneState]},
+            "region": STR,
+            "zone": STR,
+            "flavor": STR,
+            "usable": {"type": "boolean"},
+        },
     ),
-    "Device": _obj(["id", "label", "created_at", "expires_at"],
-                   {"id": INT, "label": STR, "created_at": INT, "expires_at": INT}),
+    "Device": _obj(
+        ["id", "label", "created_at", "expires_at"],
+        {"id": INT, "label": STR, "created_at": INT, "expires_at": INT},
+    ),
     "LedgerEntry": _obj(
         ["id", "at", "kind", "amount_cents", "balance_after_cents", "order_id", "phone_id", "memo"],
         {
-            "id": INT, "at": INT,
+            "id": INT,
+            "at": INT,
             "kind": {"enum": ["recharge", "purchase", "renewal", "refund", "usage"]},
-            "amount_cents": INT, "balance_after_cents": INT, "order_id": NINT,
-            "phone_id": NSTR, "memo": STR,
+            "amount_cents": INT,
+            "balance_after_cents": INT,
+            "order_id": NINT,
+            "phone_id": NSTR,
+            "memo": STR,
         },
     ),
     "OrderRequest": _obj(
         ["region", "zone", "flavor", "name", "count", "billing"],
         {
-            "region": STR, "zone": STR, "flavor": STR,
+            "region": STR,
+            "zone": STR,
+            "flavor": STR,
             "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"},
             "count": {"type": "integer", "minimum": 1},
             "billing": _obj(
@@ -131,11 +205,13 @@ SCHEMAS: J = {
     ),
     "Order": _obj(
         ["order_id", "phones", "charged_cents"],
-        {"order_id": INT, "phones": {"type": "array", "items": _ref("Phone")},
-         "charged_cents": INT},
+        {
+            "order_id": INT,
+            "phones": {"type": "array", "items": _ref("Phone")},
+            "charged_cents": INT,
+        },
     ),
-    "Done": {"type": "object", "description": "an acknowledgement",
-             "additionalProperties": True},
+    "Done": {"type": "object", "description": "an acknowledgement", "additionalProperties": True},
     "Renewal": _obj(
         ["period", "duration"],
         {"period": {"enum": ["month", "year"]}, "duration": {"type": "integer", "minimum": 1}},
@@ -147,12 +223,21 @@ def _json(schema: J) -> J:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, ok: J, *, status: str = "200", body: J | None = None,
-        params: list[J] | None = None, errors: tuple[int, ...] = ()) -> J:
+def _op(
+    summary: str,
+    ok: J,
+    *,
+    status: str = "200",
+    body: J | None = None,
+    params: list[J] | None = None,
+    errors: tuple[int, ...] = (),
+) -> J:
     responses: J = {status: {"description": "success", **_json(ok)}}
     responses["401"] = {"description": "not logged in / wrong token", **_json(_ref("Error"))}
-    responses["403"] = {"description": "not allowed for this caller, or no CSRF header",
-                        **_json(_ref("Error"))}
+    responses["403"] = {
+        "description": "not allowed for this caller, or no CSRF header",
+        **_json(_ref("Error")),
+    }
     for code in errors:
         responses[str(code)] = {"description": "refused", **_json(_ref("Error"))}
     op: J = {"summary": summary, "responses": responses}
@@ -188,45 +273,91 @@ def openapi_document() -> J:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "cp_session",
-                            "description": "writes also need the X-CSRF-Token header"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "cp_session",
+                    "description": "writes also need the X-CSRF-Token header",
+                },
             },
         },
         "security": [{"admin": []}, {"session": []}],
         "paths": {
-            "/openapi.json": {"get": {"summary": "this document", "security": [],
-                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/regions": {"get": _op("regions and their zones", _obj(
-                ["regions"], {"regions": {"type": "array", "items": _ref("Region")}}))},
-            "/flavors": {"get": _op("phone specs and prices", _obj(
-                ["flavors"], {"flavors": {"type": "array", "items": _ref("Flavor")}}))},
+            "/openapi.json": {
+                "get": {
+                    "summary": "this document",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+            "/regions": {
+                "get": _op(
+                    "regions and their zones",
+                    _obj(["regions"], {"regions": {"type": "array", "items": _ref("Region")}}),
+                )
+            },
+            "/flavors": {
+                "get": _op(
+                    "phone specs and prices",
+                    _obj(["flavors"], {"flavors": {"type": "array", "items": _ref("Flavor")}}),
+                )
+            },
             "/account": {"get": _op("balance and phone counts", _ref("Account"))},
-            "/account/recharge": {"post": _op(
-                "add money to the balance",
-                _obj(["balance_cents"], {"balance_cents": INT}),
-                body=_obj(["amount_cents"], {"amount_cents": {"type": "integer", "minimum": 1}}),
-                errors=(400,),
-            )},
-            "/orders": {"post": _op(
-                "buy `count` phones, all or none", _ref("Order"), status="201",
-                body=_ref("OrderRequest"), errors=(400, 402, 409, 503),
-            )},
-            "/phones": {"get": _op("all phones of the account", phone_list, params=[
-                {"name": "state", "in": "query", "required": False,
-                 "schema": {"enum": [str(s) for s in PhoneState]}}], errors=(400,))},
+            "/account/recharge": {
+                "post": _op(
+                    "add money to the balance",
+                    _obj(["balance_cents"], {"balance_cents": INT}),
+                    body=_obj(
+                        ["amount_cents"], {"amount_cents": {"type": "integer", "minimum": 1}}
+                    ),
+                    errors=(400,),
+                )
+            },
+            "/orders": {
+                "post": _op(
+                    "buy `count` phones, all or none",
+                    _ref("Order"),
+                    status="201",
+                    body=_ref("OrderRequest"),
+                    errors=(400, 402, 409, 503),
+                )
+            },
+            "/phones": {
+                "get": _op(
+                    "all phones of the account",
+                    phone_list,
+                    params=[
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": [str(s) for s in PhoneState]},
+                        }
+                    ],
+                    errors=(400,),
+                )
+            },
             "/phones/{id}": {
                 "get": _op("one phone", _ref("Phone"), params=[PHONE_ID], errors=(404,)),
                 "delete": _op(
                     "delete an on-demand phone after a final bill",
-                    _obj(["phone", "final_bill_cents"],
-                         {"phone": _ref("Phone"), "final_bill_cents": INT}),
-                    params=[PHONE_ID], errors=(404, 409),
+                    _obj(
+                        ["phone", "final_bill_cents"],
+                        {"phone": _ref("Phone"), "final_bill_cents": INT},
+                    ),
+                    params=[PHONE_ID],
+                    errors=(404, 409),
                 ),
             },
-            "/phones/{id}/renew": {"post": _op(
-                "extend a prepaid phone, charged up front", _ref("Phone"),
-                body=_ref("Renewal"), params=[PHONE_ID], errors=(400, 402, 404, 409),
-            )},
+            "/phones/{id}/renew": {
+                "post": _op(
+                    "extend a prepaid phone, charged up front",
+                    _ref("Phone"),
+                    body=_ref("Renewal"),
+                    params=[PHONE_ID],
+                    errors=(400, 402, 404, 409),
+                )
+            },
             "/phones/{id}/unsubscribe": _phone_action(
                 "release a prepaid phone, refunding unused time pro rata",
                 _obj(["phone", "refund_cents"], {"phone": _ref("Phone"), "refund_cents": INT}),
@@ -235,91 +366,189 @@ def openapi_document() -> J:
             "/phones/{id}/stop": _phone_action("stop", _ref("Phone"), (402, 404, 409)),
             "/phones/{id}/restart": _phone_action("restart", _ref("Phone"), (402, 404, 409)),
             "/orgs": {
-                "get": _op("organisations", _obj(
-                    ["orgs"], {"orgs": {"type": "array", "items": _ref("Org")}})),
-                "post": _op("create an organisation", _ref("Org"), status="201",
-                            body=_obj(["name"], {"name": STR, "parent_id": NINT}),
-                            errors=(400, 404)),
+                "get": _op(
+                    "organisations",
+                    _obj(["orgs"], {"orgs": {"type": "array", "items": _ref("Org")}}),
+                ),
+                "post": _op(
+                    "create an organisation",
+                    _ref("Org"),
+                    status="201",
+                    body=_obj(["name"], {"name": STR, "parent_id": NINT}),
+                    errors=(400, 404),
+                ),
             },
             "/orgs/{id}": {
-                "patch": _op("rename and/or move (parent_id) an organisation", _ref("Org"),
-                             body=_obj([], {"name": STR, "parent_id": NINT}),
-                             params=[INT_ID], errors=(400, 404, 409)),
-                "delete": _op("delete an empty organisation", _ref("Done"), params=[INT_ID],
-                              errors=(404, 409)),
+                "patch": _op(
+                    "rename and/or move (parent_id) an organisation",
+                    _ref("Org"),
+                    body=_obj([], {"name": STR, "parent_id": NINT}),
+                    params=[INT_ID],
+                    errors=(400, 404, 409),
+                ),
+                "delete": _op(
+                    "delete an empty organisation", _ref("Done"), params=[INT_ID], errors=(404, 409)
+                ),
             },
             "/users": {
-                "get": _op("users", _obj(["users"], {"users": {"type": "array",
-                                                                "items": _ref("User")}}),
-                           params=[{"name": "org_id", "in": "query", "required": False,
-                                    "schema": INT}], errors=(400,)),
-                "post": _op("create a user", _ref("User"), status="201",
-                            body=_ref("NewUser"), errors=(400, 404, 409)),
+                "get": _op(
+                    "users",
+                    _obj(["users"], {"users": {"type": "array", "items": _ref("User")}}),
+                    params=[{"name": "org_id", "in": "query", "required": False, "schema": INT}],
+                    errors=(400,),
+                ),
+                "post": _op(
+                    "create a user",
+                    _ref("User"),
+                    status="201",
+                    body=_ref("NewUser"),
+                    errors=(400, 404, 409),
+                ),
             },
             "/users/{id}": {
                 "get": _op("one user", _ref("User"), params=[INT_ID], errors=(404,)),
-                "patch": _op("rename, change mobile or role, move to another org", _ref("User"),
-                             body=_obj([], {"name": STR, "mobile": STR, "org_id": INT,
-                                            "role": {"enum": ["admin", "user"]}}),
-                             params=[INT_ID], errors=(400, 404)),
-                "delete": _op("delete a user without bound phones", _ref("Done"),
-                              params=[INT_ID], errors=(404, 409)),
+                "patch": _op(
+                    "rename, change mobile or role, move to another org",
+                    _ref("User"),
+                    body=_obj(
+                        [],
+                        {
+                            "name": STR,
+                            "mobile": STR,
+                            "org_id": INT,
+                            "role": {"enum": ["admin", "user"]},
+                        },
+                    ),
+                    params=[INT_ID],
+                    errors=(400, 404),
+                ),
+                "delete": _op(
+                    "delete a user without bound phones",
+                    _ref("Done"),
+                    params=[INT_ID],
+                    errors=(404, 409),
+                ),
             },
-            "/users/{id}/password": {"post": _op(
-                "set a user's password (their sessions end)", _ref("Done"),
-                body=_obj(["password"], {"password": STR}), params=[INT_ID],
-                errors=(400, 404))},
-            "/users/{id}/devices": {"delete": _op(
-                "revoke every browser the user trusted", _ref("Done"), params=[INT_ID],
-                errors=(404,))},
+            "/users/{id}/password": {
+                "post": _op(
+                    "set a user's password (their sessions end)",
+                    _ref("Done"),
+                    body=_obj(["password"], {"password": STR}),
+                    params=[INT_ID],
+                    errors=(400, 404),
+                )
+            },
+            "/users/{id}/devices": {
+                "delete": _op(
+                    "revoke every browser the user trusted",
+                    _ref("Done"),
+                    params=[INT_ID],
+                    errors=(404,),
+                )
+            },
             "/phones/{id}/assign": {
-                "post": _op("bind a phone to a user (sends them a notice)", _ref("Phone"),
-                            body=_obj(["user_id"], {"user_id": INT}), params=[PHONE_ID],
-                            errors=(400, 404, 409)),
-                "delete": _op("unbind a phone (its viewers are disconnected)", _ref("Phone"),
-                              params=[PHONE_ID], errors=(404,)),
+                "post": _op(
+                    "bind a phone to a user (sends them a notice)",
+                    _ref("Phone"),
+                    body=_obj(["user_id"], {"user_id": INT}),
+                    params=[PHONE_ID],
+                    errors=(400, 404, 409),
+                ),
+                "delete": _op(
+                    "unbind a phone (its viewers are disconnected)",
+                    _ref("Phone"),
+                    params=[PHONE_ID],
+                    errors=(404,),
+                ),
             },
-            "/auth/login": {"post": _public(
-                "account + password: a session (trusted browser) or a code challenge",
-                _ref("LoginReply"),
-                body=_obj(["account", "password"], {"account": STR, "password": STR}),
-                errors=(400, 401, 429))},
-            "/auth/verify": {"post": _public(
-                "the code from the SMS: a session cookie, and a trusted-browser cookie if asked",
-                _ref("LoginReply"),
-                body=_obj(["challenge", "code"], {"challenge": STR, "code": STR,
-                                                  "trust_browser": {"type": "boolean"}}),
-                errors=(400, 401, 429))},
+            "/auth/login": {
+                "post": _public(
+                    "account + password: a session (trusted browser) or a code challenge",
+                    _ref("LoginReply"),
+                    body=_obj(["account", "password"], {"account": STR, "password": STR}),
+                    errors=(400, 401, 429),
+                )
+            },
+            "/auth/verify": {
+                "post": _public(
+                    "the SMS code: a session cookie, and a trusted-browser cookie if asked",
+                    _ref("LoginReply"),
+                    body=_obj(
+                        ["challenge", "code"],
+                        {"challenge": STR, "code": STR, "trust_browser": {"type": "boolean"}},
+                    ),
+                    errors=(400, 401, 429),
+                )
+            },
             "/auth/session": {"get": _op("who is logged in, and the CSRF token", _ref("Me"))},
             "/auth/logout": {"post": _op("end this session", _ref("Done"))},
-            "/auth/password": {"post": _op(
-                "change one's password (every session ends)", _ref("Done"),
-                body=_obj(["old_password", "new_password"],
-                          {"old_password": STR, "new_password": STR}),
-                errors=(400,))},
-            "/me/phones": {"get": _op("the phones bound to me", _obj(
-                ["count", "phones"],
-                {"count": INT, "phones": {"type": "array", "items": _ref("MyPhone")}}))},
-            "/me/phones/{id}/connect": {"post": _op(
-                "a short-lived signaling token for one of my phones",
-                _obj(["token", "expires_at", "instance", "signaling", "player"],
-                     {"token": STR, "expires_at": INT, "instance": STR, "signaling": STR,
-                      "player": STR}),
-                params=[PHONE_ID], errors=(409,))},
-            "/me/devices": {"get": _op("browsers I trusted", _obj(
-                ["devices"], {"devices": {"type": "array", "items": _ref("Device")}}))},
-            "/me/devices/{id}": {"delete": _op("forget one trusted browser", _ref("Done"),
-                                               params=[INT_ID], errors=(404,))},
-            "/ledger": {"get": _op(
-                "balance changes, newest first",
-                _obj(["entries"], {"entries": {"type": "array", "items": _ref("LedgerEntry")}}),
-                params=[
-                    {"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {"name": "before", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1}},
-                ],
-                errors=(400,),
-            )},
+            "/auth/password": {
+                "post": _op(
+                    "change one's password (every session ends)",
+                    _ref("Done"),
+                    body=_obj(
+                        ["old_password", "new_password"], {"old_password": STR, "new_password": STR}
+                    ),
+                    errors=(400,),
+                )
+            },
+            "/me/phones": {
+                "get": _op(
+                    "the phones bound to me",
+                    _obj(
+                        ["count", "phones"],
+                        {"count": INT, "phones": {"type": "array", "items": _ref("MyPhone")}},
+                    ),
+                )
+            },
+            "/me/phones/{id}/connect": {
+                "post": _op(
+                    "a short-lived signaling token for one of my phones",
+                    _obj(
+                        ["token", "expires_at", "instance", "signaling", "player"],
+                        {
+                            "token": STR,
+                            "expires_at": INT,
+                            "instance": STR,
+                            "signaling": STR,
+                            "player": STR,
+                        },
+                    ),
+                    params=[PHONE_ID],
+                    errors=(409,),
+                )
+            },
+            "/me/devices": {
+                "get": _op(
+                    "browsers I trusted",
+                    _obj(["devices"], {"devices": {"type": "array", "items": _ref("Device")}}),
+                )
+            },
+            "/me/devices/{id}": {
+                "delete": _op(
+                    "forget one trusted browser", _ref("Done"), params=[INT_ID], errors=(404,)
+                )
+            },
+            "/ledger": {
+                "get": _op(
+                    "balance changes, newest first",
+                    _obj(["entries"], {"entries": {"type": "array", "items": _ref("LedgerEntry")}}),
+                    params=[
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                    ],
+                    errors=(400,),
+                )
+            },
         },
     }

@@ -126,12 +126,28 @@ class Orders:
                 "INSERT INTO orders (account_id, created_at, region, zone, flavor, name, count,"
                 " mode, period, duration, charged_cents, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating')",
-                (account_id, now, req.region, req.zone, req.flavor.name, req.name, req.count,
-                 req.mode, req.period, req.duration, total),
+                (
+                    account_id,
+                    now,
+                    req.region,
+                    req.zone,
+                    req.flavor.name,
+                    req.name,
+                    req.count,
+                    req.mode,
+                    req.period,
+                    req.duration,
+                    total,
+                ),
             )
             if total:
                 await ledger.debit_if_covered(
-                    tx, account_id, EntryKind.PURCHASE, total, now, order_id=order_id,
+                    tx,
+                    account_id,
+                    EntryKind.PURCHASE,
+                    total,
+                    now,
+                    order_id=order_id,
                     memo=f"{req.count} x {req.flavor.name}, {req.duration} {req.period}(s)",
                 )
             for i, phone_id in enumerate(ids, start=1):
@@ -139,12 +155,22 @@ class Orders:
                     "INSERT INTO phones (id, account_id, order_id, name, region, zone, flavor,"
                     " mode, state, created_at, period_start, expires_at, prepaid_paid_cents,"
                     " price_cents_per_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (phone_id, account_id, order_id, f"{req.name}-{i:04d}", req.region, req.zone,
-                     req.flavor.name, req.mode, PhoneState.CREATING, now,
-                     now if req.mode == Mode.PREPAID else None,
-                     expires if req.mode == Mode.PREPAID else None,
-                     unit if req.mode == Mode.PREPAID else 0,
-                     req.flavor.on_demand_cents_per_hour if req.mode == Mode.ON_DEMAND else 0),
+                    (
+                        phone_id,
+                        account_id,
+                        order_id,
+                        f"{req.name}-{i:04d}",
+                        req.region,
+                        req.zone,
+                        req.flavor.name,
+                        req.mode,
+                        PhoneState.CREATING,
+                        now,
+                        now if req.mode == Mode.PREPAID else None,
+                        expires if req.mode == Mode.PREPAID else None,
+                        unit if req.mode == Mode.PREPAID else 0,
+                        req.flavor.on_demand_cents_per_hour if req.mode == Mode.ON_DEMAND else 0,
+                    ),
                 )
         try:
             await self.fleet.create_all(ids, req.flavor)
@@ -160,12 +186,18 @@ class Orders:
             await tx.execute(
                 "UPDATE phones SET state = ?, metered_until = ?, next_bill_at = ?"
                 " WHERE order_id = ? AND state = ?",
-                (PhoneState.RUNNING, started, started + self.config.bill_interval_s, order_id,
-                 PhoneState.CREATING),
+                (
+                    PhoneState.RUNNING,
+                    started,
+                    started + self.config.bill_interval_s,
+                    order_id,
+                    PhoneState.CREATING,
+                ),
             )
             await tx.execute("UPDATE orders SET state = 'completed' WHERE id = ?", (order_id,))
-            rows = await tx.fetchall("SELECT * FROM phones WHERE order_id = ? ORDER BY name",
-                                     (order_id,))
+            rows = await tx.fetchall(
+                "SELECT * FROM phones WHERE order_id = ? ORDER BY name", (order_id,)
+            )
         return {
             "order_id": order_id,
             "phones": [ph.as_dict(r) for r in rows],
@@ -187,8 +219,13 @@ class Orders:
             await tx.execute("UPDATE orders SET state = 'failed' WHERE id = ?", (order_id,))
             if order["charged_cents"]:
                 await ledger.credit(
-                    tx, order["account_id"], EntryKind.REFUND, order["charged_cents"], now,
-                    order_id=order_id, memo="order could not be fulfilled",
+                    tx,
+                    order["account_id"],
+                    EntryKind.REFUND,
+                    order["charged_cents"],
+                    now,
+                    order_id=order_id,
+                    memo="order could not be fulfilled",
                 )
         log.warning("order %s failed: %s", order_id, reason)
 
@@ -209,7 +246,12 @@ class Orders:
                     raise conflict("flavor_retired", f"flavor {row['flavor']} is no longer sold")
                 price = prepaid_price(flavor, period, duration)
                 await ledger.debit_if_covered(
-                    tx, account_id, EntryKind.RENEWAL, price, now, phone_id=phone_id,
+                    tx,
+                    account_id,
+                    EntryKind.RENEWAL,
+                    price,
+                    now,
+                    phone_id=phone_id,
                     memo=f"{duration} {period}(s)",
                 )
                 expires = add_months(row["expires_at"], months_for(period, duration))
@@ -235,8 +277,9 @@ class Orders:
                 row = await ph.get(tx, phone_id, account_id)
                 ph.require_live(row)
                 if row["mode"] != Mode.PREPAID:
-                    raise conflict("wrong_billing_mode", "on-demand phones are deleted, not "
-                                   "unsubscribed")
+                    raise conflict(
+                        "wrong_billing_mode", "on-demand phones are deleted, not unsubscribed"
+                    )
                 refund = pro_rata_refund(
                     row["prepaid_paid_cents"], row["period_start"], row["expires_at"], now
                 )
@@ -246,8 +289,15 @@ class Orders:
                     (PhoneState.RELEASED, now, REASON_UNSUBSCRIBED, phone_id),
                 )
                 if refund:
-                    await ledger.credit(tx, account_id, EntryKind.REFUND, refund, now,
-                                        phone_id=phone_id, memo="unused time, pro rata")
+                    await ledger.credit(
+                        tx,
+                        account_id,
+                        EntryKind.REFUND,
+                        refund,
+                        now,
+                        phone_id=phone_id,
+                        memo="unused time, pro rata",
+                    )
                 row = await ph.get(tx, phone_id)
             await self.fleet.remove(phone_id, REASON_UNSUBSCRIBED)
         return row, refund
@@ -261,8 +311,10 @@ class Orders:
                 row = await ph.get(tx, phone_id, account_id)
                 ph.require_live(row)
                 if row["mode"] != Mode.ON_DEMAND:
-                    raise conflict("wrong_billing_mode",
-                                   "prepaid phones cannot be deleted; unsubscribe instead")
+                    raise conflict(
+                        "wrong_billing_mode",
+                        "prepaid phones cannot be deleted; unsubscribe instead",
+                    )
                 await meter_phone(tx, row, now)
                 await tx.execute(
                     "UPDATE phones SET state = ?, released_at = ?, release_reason = ?,"
@@ -284,8 +336,9 @@ class Orders:
                 row = await ph.get(tx, phone_id, account_id)
                 ph.require_live(row)
                 if row["state"] == PhoneState.FROZEN:
-                    raise ControlError(402, "account_in_arrears",
-                                       "recharge the account to use this phone again")
+                    raise ControlError(
+                        402, "account_in_arrears", "recharge the account to use this phone again"
+                    )
                 if row["state"] == PhoneState.EXPIRED:
                     raise conflict("phone_expired", "renew the phone to use it again")
                 await meter_phone(tx, row, now)
