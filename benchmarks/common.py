@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from cloudphone.edge.client import PhoneClient
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
@@ -42,3 +45,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def drag(client: PhoneClient, seconds: float, hz: float) -> tuple[int, float]:
+    """Drag pointer 0 (already down) in a zig-zag for `seconds` at `hz` moves per second: a
+    screen that changes all the time. Returns (moves sent, seconds it took)."""
+    started = time.monotonic()
+    moves = 0
+    while time.monotonic() - started < seconds:
+        client.touch("move", 0.1 + (moves % 80) / 100, 0.3 + (moves % 50) / 100)
+        moves += 1
+        await asyncio.sleep(1 / hz)
+    return moves, time.monotonic() - started

@@ -34,7 +34,7 @@ import psutil
 from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.ice import configure_host_addresses
 
-from .common import append_results_row, results_dir, save_json
+from .common import append_results_row, drag, results_dir, save_json
 from .stream import start_edge
 
 
@@ -104,13 +104,7 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             before = await _pipeline(http, port)
             received = owner.frames_received
             cpu0 = proc.cpu_times()
-            t0 = time.monotonic()
-            i = 0
-            while time.monotonic() - t0 < seconds:
-                owner.touch("move", 0.1 + (i % 80) / 100, 0.3 + (i % 50) / 100)
-                i += 1
-                await asyncio.sleep(1 / 30)
-            elapsed = time.monotonic() - t0
+            _, elapsed = await drag(owner, seconds, hz=30)
             cpu1 = proc.cpu_times()
             after = await _pipeline(http, port)
             owner_fps = (owner.frames_received - received) / elapsed

@@ -33,7 +33,7 @@ from cloudphone.edge.ice import configure_host_addresses
 from cloudphone.vm.guest import TouchEvent
 from cloudphone.vm.simulated.ui import PhoneUI
 
-from .common import append_results_row, free_port, results_dir, save_json
+from .common import append_results_row, drag, free_port, results_dir, save_json
 
 
 def encoder_costs(codec: str, width: int, height: int, frames: int) -> dict[str, float]:
@@ -112,13 +112,7 @@ async def stream_run(
             await http.get(f"http://127.0.0.1:{port}/healthz?reset=1")
             start_frames = client.frames_received
             cpu0 = proc.cpu_times()
-            t0 = time.monotonic()
-            i = 0
-            while time.monotonic() - t0 < seconds:
-                client.touch("move", 0.1 + (i % 80) / 100, 0.3 + (i % 50) / 100)
-                i += 1
-                await asyncio.sleep(1 / 60)
-            elapsed = time.monotonic() - t0
+            i, elapsed = await drag(client, seconds, hz=60)
             cpu1 = proc.cpu_times()
             frames = client.frames_received - start_frames
             health = await (await http.get(f"http://127.0.0.1:{port}/healthz")).json()
