@@ -174,11 +174,13 @@ def main() -> None:
     parser.add_argument("--watch", nargs=4, metavar=("PORT", "N", "INVITES", "SECONDS"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
+    # Loopback only, the watcher process too: aioice would otherwise gather on (and send to)
+    # this machine's other interfaces.
+    configure_host_addresses(["127.0.0.1"])
     if args.watch:
         port, n, invites, seconds = args.watch
         asyncio.run(_watch(int(port), int(n), invites == "1", float(seconds)))
         return
-    configure_host_addresses(["127.0.0.1"])
     counts = [int(v) for v in args.viewers.split(",")]
     plan = [(n, "off") for n in counts]
     plan += [(args.mark_viewers, "shared"), (args.mark_viewers, "viewer")]
