@@ -85,10 +85,8 @@ class EncoderWorker:
         """Make the next encoded picture an IDR, re-encoding the last one if the screen is still."""
         with self._cond:
             self._keyframe_wanted = True
-            if self._slot is None and self._last is not None:
-                self._slot = dataclasses.replace(
-                    self._last, captured_at=time.monotonic(), damage=()
-                )
+            if self._slot is None:
+                self._slot = self._repeat_last()
             self._cond.notify()
 
     def set_bitrate(self, bitrate: int) -> None:
@@ -109,10 +107,8 @@ class EncoderWorker:
     def _take(self) -> tuple[RawFrame, bool, int | None] | None:
         with self._cond:
             while self._slot is None and not self._stopping:
-                if not self._cond.wait(self._idle_refresh_s) and self._last is not None:
-                    self._slot = dataclasses.replace(
-                        self._last, captured_at=time.monotonic(), damage=()
-                    )
+                if not self._cond.wait(self._idle_refresh_s):
+                    self._slot = self._repeat_last()
             if self._stopping:
                 return None
             frame, self._slot = self._slot, None
@@ -121,6 +117,13 @@ class EncoderWorker:
             bitrate, self._bitrate_wanted = self._bitrate_wanted, None
             self._last = frame
             return frame, force, bitrate
+
+    def _repeat_last(self) -> RawFrame | None:
+        """The last picture again, stamped now and with nothing changed (the converter reuses
+        its YUV); None before the first picture. Call with the lock held."""
+        if self._last is None:
+            return None
+        return dataclasses.replace(self._last, captured_at=time.monotonic(), damage=())
 
     def _pts(self, frame: RawFrame) -> int:
         pts = int((frame.captured_at - self._epoch) * VIDEO_CLOCK_RATE)

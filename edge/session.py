@@ -59,7 +59,7 @@ class SessionOptions:
     watermark: str | None = None
 
 
-def codec_preferences(choice: str, passthrough: str | None) -> list[str]:
+def codec_preferences(choice: str) -> list[str]:
     """Codecs to offer, most preferred first. H.264 first for `auto`: it costs a third of VP8
     to encode, and a passthrough guest already produces it."""
     if choice in _MIME:
@@ -148,7 +148,7 @@ class PeerSession:
         """Build the offer: one send-only video transceiver with our codec order, 3 channels."""
         pc = self._pc
         transceiver = pc.addTransceiver(self._track, direction="sendonly")
-        wanted = codec_preferences(self.options.codec, self.pipeline.passthrough_codec)
+        wanted = codec_preferences(self.options.codec)
         capabilities = RTCRtpSender.getCapabilities("video").codecs
         preferred = [c for name in wanted for c in capabilities if c.mimeType == _MIME[name]]
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
