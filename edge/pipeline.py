@@ -3,8 +3,9 @@
 The guest pushes pictures into the pipeline (it is the guest's `FrameSink`); each codec that at
 least one viewer negotiated has one `EncoderWorker` thread, created on the first subscriber and
 retired with the last. Encoded packets come back to the event loop and are handed to every
-subscribed track, which aiortc only packetises. A guest that encodes by itself (scrcpy) is
-passed through: its access units are fanned out with no encode at all.
+subscribed track. Each picture is also packetised once per stream (`StreamPacketizer`, by the
+first viewer to send it): aiortc only adds each viewer's RTP header and SRTP. A guest that
+encodes by itself (scrcpy) is passed through: its access units are fanned out with no encode.
 
 Viewer feedback flows back the short way: PLI/FIR or a new viewer -> `request_keyframe`;
 REMB -> `report_bandwidth` -> the codec's `BitrateController`.
@@ -24,6 +25,7 @@ from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket, EncoderConfig, cr
 from cloudphone.codecs.decoder import StreamDecoder
 from cloudphone.codecs.worker import EncoderWorker
 from cloudphone.edge.bitrate import BitrateController
+from cloudphone.edge.packetizer import PacketizedPicture, StreamPacketizer
 from cloudphone.edge.watermark import MarkedEncoder, Watermark
 from cloudphone.vm.guest import EncodedChunk, Guest, RawFrame, ScreenGeometry
 from pyee.asyncio import AsyncIOEventEmitter
@@ -65,6 +67,7 @@ class _CodecStream:
 
     codec: str
     mark: str | None = None
+    packetizer: StreamPacketizer = field(init=False)
     subscribers: set[PacketSubscriber] = field(default_factory=set)
     worker: EncoderWorker | None = None
     bitrate: BitrateController | None = None
@@ -73,6 +76,9 @@ class _CodecStream:
     bytes_out: int = 0
     keyframes_out: int = 0
     last_latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.packetizer = StreamPacketizer(self.codec)
 
 
 class Pipeline:
@@ -170,6 +176,12 @@ class Pipeline:
             stream.worker.request_keyframe()
         elif key == self.passthrough_codec:
             self.guest.request_keyframe()
+
+    def packetize(self, key: str, packet: EncodedPacket) -> PacketizedPicture:
+        """`packet`'s RTP payloads, made once for all the viewers of stream `key`."""
+        stream = self._streams.get(key)
+        packetizer = stream.packetizer if stream is not None else StreamPacketizer(packet.codec)
+        return packetizer.packetize(packet)
 
     def note_sent(self, packet: EncodedPacket) -> None:
         """A track handed `packet` to aiortc: the end of the edge's part of its trip."""
@@ -356,6 +368,7 @@ class Pipeline:
                 "packetsOut": stream.packets_out,
                 "bytesOut": stream.bytes_out,
                 "keyframes": stream.keyframes_out,
+                "picturesPacketized": stream.packetizer.pictures_packetized,
                 "pipelineLatencyMs": round(stream.last_latency_ms, 2),
                 "transcoding": stream.worker is not None and self.passthrough_codec is not None,
             }

@@ -1,26 +1,25 @@
-"""The aiortc video track of one viewer: hands pipeline packets to `RTCRtpSender` as-is.
+"""The aiortc video track of one viewer: hands pipeline pictures to `RTCRtpSender` ready to send.
 
-aiortc only packetises an `av.Packet` returned from `recv()`, so one encode can feed many
-senders. The track subscribes to its pipeline only when aiortc first pulls from it (the
-connection is up and the codec negotiated), skips everything before the first keyframe, and
-when its viewer falls behind it drops the backlog and asks for a fresh keyframe instead of
-queueing latency.
+`recv()` returns a `PacketizedPicture` (payloads made once per stream, see `packetizer`), so one
+encode and one packetisation feed many senders. The track subscribes to its pipeline only when
+aiortc first pulls from it (the connection is up and the codec negotiated), skips everything
+before the first keyframe, and when its viewer falls behind it drops the backlog and asks for
+a fresh keyframe instead of queueing latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
-import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from cloudphone.codecs import VIDEO_CLOCK_RATE, EncodedPacket
+from cloudphone.codecs import EncodedPacket
+from cloudphone.edge import packetizer
+from cloudphone.edge.packetizer import PacketizedPicture
 
 if TYPE_CHECKING:
     from cloudphone.edge.pipeline import Pipeline
 
-TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
 MAX_BACKLOG = 8
 
 
@@ -29,6 +28,7 @@ class EncodedVideoTrack(MediaStreamTrack):
 
     def __init__(self, pipeline: Pipeline, mark: str | None = None) -> None:
         super().__init__()
+        packetizer.install()
         self._pipeline = pipeline
         self.mark = mark  # watermark label drawn into this viewer's picture (own encode)
         self._codec: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -53,7 +53,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         if not self._codec.done():
             self._codec.set_result(codec)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> PacketizedPicture:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
         if self._subscribed is None:
@@ -62,16 +62,14 @@ class EncodedVideoTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._subscribed = self._pipeline.subscribe(codec, self, self.mark)
         item = await self._queue.get()
-        if item is None:
+        key = self._subscribed
+        if item is None or key is None:  # stopped
             raise MediaStreamError
-        packet = av.Packet(item.data)
-        packet.pts = item.pts
-        packet.dts = item.pts
-        packet.time_base = TIME_BASE
+        picture = self._pipeline.packetize(key, item)
         self.packets_sent += 1
         self.last_packet = item
         self._pipeline.note_sent(item)
-        return packet
+        return picture
 
     def deliver(self, item: EncodedPacket) -> None:
         """Called by the pipeline on the event loop for every packet of our codec."""

@@ -61,6 +61,39 @@ async def test_two_viewers_share_one_encoder(edge: Edge) -> None:
     assert pipeline.viewers == 2
 
 
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_viewers_of_a_stream_share_one_packetisation(edge: Edge, codec: str) -> None:
+    """Each picture is split into RTP payloads once, however many viewers send it."""
+    owner = await edge.viewer(codec=codec)
+    watchers = [await edge.viewer(codec=codec, role="viewer") for _ in range(2)]
+    clients = [owner, *watchers]
+    await eventually(lambda: all(c.frames_received >= 1 for c in clients))
+    pipeline = edge.node.pipeline("phone-1")
+
+    def snapshot() -> tuple[int, int, list[int]]:
+        stream = pipeline.stats()["streams"][codec]  # type: ignore[index]
+        return (
+            stream["picturesPacketized"],
+            stream["packetsOut"],
+            [c.frames_received for c in clients],
+        )
+
+    packetized0, published0, received0 = snapshot()
+    owner.touch("down", 0.1, 0.5)
+    for i in range(400):
+        if all(c.frames_received - r >= 20 for c, r in zip(clients, received0, strict=True)):
+            break
+        owner.touch("move", 0.1 + (i % 80) / 100, 0.5 + (i % 7) / 100)
+        await asyncio.sleep(1 / 40)
+    await asyncio.sleep(0.3)
+    packetized1, published1, received1 = snapshot()
+    received = [b - a for a, b in zip(received0, received1, strict=True)]
+    packetized = packetized1 - packetized0
+    assert all(r >= 20 for r in received), received
+    assert packetized <= published1 - published0 + 1
+    assert sum(received) > 2 * packetized, (received, packetized)
+
+
 async def test_metrics_and_health_describe_the_live_edge(edge: Edge) -> None:
     client = await edge.viewer(codec="vp8")
     await client.wait_for_frame(lambda f: True)
