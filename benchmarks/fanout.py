@@ -189,7 +189,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    marked = [r for r in result["runs"] if r["watermark"] != "off"]
+    fig, axes = plt.subplots(1, 2 if marked else 1, figsize=(10 if marked else 5.5, 3.6))
+    axes = axes if marked else [axes]
     plain = [r for r in result["runs"] if r["watermark"] == "off"]
     one = result["summary"]["by_viewers"][str(min(r["viewers"] for r in plain))]
     axes[0].scatter(
@@ -211,7 +213,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[0].set_ylim(bottom=0)
     axes[0].set_title("one encode + one packetisation fanned out")
     axes[0].legend(fontsize=8)
-    marked = [r for r in result["runs"] if r["watermark"] != "off"]
+    if not marked:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        return
     labels = [f"{r['watermark']}\n{r['viewers']} viewers\n{r['encoders']} enc" for r in marked]
     axes[1].bar(labels, [r["edge_cpu_ms_per_owner_frame"] for r in marked], color="#3498db")
     axes[1].set_title("watermark cost: edge CPU ms per frame")
