@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,19 +146,21 @@ def measure(count: int, watermark: str, seconds: float, size: str) -> dict[str, 
         return asyncio.run(run(count, watermark, seconds, size, str(config)))
 
 
+def _median(values: Iterable[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median CPU per viewer count, and the median over rounds of (most viewers / one viewer)."""
     plain = [r for r in runs if r["watermark"] == "off"]
     counts = sorted({r["viewers"] for r in plain})
     by_count = {
         n: {
-            "edge_cpu_percent": statistics.median(
-                r["edge_cpu_percent"] for r in plain if r["viewers"] == n
-            ),
-            "edge_cpu_ms_per_owner_frame": statistics.median(
+            "edge_cpu_percent": _median(r["edge_cpu_percent"] for r in plain if r["viewers"] == n),
+            "edge_cpu_ms_per_owner_frame": _median(
                 r["edge_cpu_ms_per_owner_frame"] for r in plain if r["viewers"] == n
             ),
-            "owner_fps": statistics.median(r["owner_fps"] for r in plain if r["viewers"] == n),
+            "owner_fps": _median(r["owner_fps"] for r in plain if r["viewers"] == n),
         }
         for n in counts
     }
