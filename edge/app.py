@@ -107,8 +107,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         InviteAuthorizer(invites, authorizer),
         ice.for_session,
         config.announced(),
-        config.low_latency,
-        config.playout_delay_max_ms,
+        config.playout_delay(),
     )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()

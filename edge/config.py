@@ -95,6 +95,10 @@ class EdgeConfig:
             return ["127.0.0.1"] if self.host == "localhost" else ["auto"]
         return [self.host]
 
+    def playout_delay(self) -> tuple[int, int] | None:
+        """The (min, max) ms hint every session sends, or None when low latency is off."""
+        return (0, self.playout_delay_max_ms) if self.low_latency else None
+
     def announced(self) -> dict[str, str]:
         out = {}
         for pair in self.ice_announce:

@@ -120,19 +120,3 @@ def _unit(data: dict[str, Any], name: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise InputError("out-of-range", f"{name}={value} is outside 0..1")
     return float(value)
-
-
-def to_guest_coordinates(x: float, y: float, displayed_rotation: int) -> tuple[float, float]:
-    """Map a point normalised to what the viewer sees onto the guest's own screen.
-
-    `displayed_rotation` is how many degrees clockwise the page rotated the video before
-    showing it (0 when it shows the frames as they come).
-    """
-    turns = (displayed_rotation // 90) % 4
-    if turns == 1:
-        return y, 1.0 - x
-    if turns == 2:
-        return 1.0 - x, 1.0 - y
-    if turns == 3:
-        return 1.0 - y, x
-    return x, y

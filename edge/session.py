@@ -52,9 +52,9 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
-    # Ask the browser to render frames as soon as they decode (RTP playout-delay 0/0).
-    low_latency: bool = True
-    playout_delay_max_ms: int = 100
+    # RTP playout-delay (min, max) ms asking the browser to render frames as they decode;
+    # None: no extension (the browser smooths playback with its own jitter buffer).
+    playout_delay: tuple[int, int] | None = (0, 100)
     # Label drawn into this viewer's picture by the server (policy); None: no watermark.
     watermark: str | None = None
 
@@ -154,9 +154,9 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
-        if self.options.low_latency:
+        if self.options.playout_delay is not None:
             offer_playout_delay()
-            send_playout_delay(transceiver.sender, 0, self.options.playout_delay_max_ms)
+            send_playout_delay(transceiver.sender, *self.options.playout_delay)
         if guest_audio_codec(self.guest):  # the guest's own Opus, passed through
             self._audio = add_audio_transceiver(pc, self.guest)
 

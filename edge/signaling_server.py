@@ -45,11 +45,9 @@ class SignalingServer:
         authorizer: Authorizer,
         ice_servers_for: Callable[[str], list[IceServer]],
         announced_addresses: dict[str, str] | None = None,
-        low_latency: bool = True,
-        playout_delay_max_ms: int = 100,
+        playout_delay: tuple[int, int] | None = (0, 100),
     ) -> None:
-        self.low_latency = low_latency
-        self.playout_delay_max_ms = playout_delay_max_ms
+        self.playout_delay = playout_delay
         self.node = node
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
@@ -142,8 +140,7 @@ class _Connection:
             hello.codec,
             tuple(ice_servers),
             server.announced,
-            server.low_latency,
-            server.playout_delay_max_ms,
+            server.playout_delay,
         )
         session = await server.node.open_session(hello.instance, principal, options)
         self.session = session

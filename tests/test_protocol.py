@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cloudphone.edge.input import InputError, parse_input, to_guest_coordinates
+from cloudphone.edge.input import InputError, parse_input
 from cloudphone.signaling.protocol import (
     MAX_MESSAGE_BYTES,
     Answer,
@@ -124,10 +124,3 @@ def test_bad_input_messages(raw: str, code: str) -> None:
     with pytest.raises(InputError) as info:
         parse_input(raw)
     assert info.value.code == code
-
-
-def test_coordinates_follow_displayed_rotation() -> None:
-    assert to_guest_coordinates(0.2, 0.3, 0) == (0.2, 0.3)
-    assert to_guest_coordinates(0.2, 0.3, 90) == (0.3, 0.8)
-    assert to_guest_coordinates(0.2, 0.3, 180) == pytest.approx((0.8, 0.7))
-    assert to_guest_coordinates(0.2, 0.3, 270) == pytest.approx((0.7, 0.2))
