@@ -1,8 +1,10 @@
 """Android passthrough in headless Chromium: the phone's own H.264 plays in the real H5 player,
-turns with the phone without a reconnect, and a two-finger touch lands in device pixels."""
+turns with the phone without a reconnect, a two-finger touch lands in device pixels, and its
+sound plays once the user unmutes it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ async def test_android_in_chromium(make_edge: EdgeFactory, tmp_path: Path) -> No
     adb = await FakeAdbServer().start()
     edge = await make_edge(phones=0)
     phone, options = add_phone(adb, tmp_path, "browser-phone")
+    options["audio"] = True
     await edge.pool.create("droid-b", GuestSpec("android", options=options))
     pipeline = edge.node.pipeline("droid-b")
     try:
@@ -40,6 +43,25 @@ async def test_android_in_chromium(make_edge: EdgeFactory, tmp_path: Path) -> No
                 timeout=20000,
             )
             session = await page.evaluate("window.cloudphone.session")
+
+            # Sound: the page starts muted (autoplay rules) and offers a toggle for the audio.
+            toggle = page.locator("#sound-toggle")
+            await toggle.wait_for(state="visible", timeout=10000)
+            assert await page.evaluate("document.getElementById('video').muted")
+            await toggle.click()
+            assert not await page.evaluate("document.getElementById('video').muted")
+            assert await toggle.get_attribute("aria-pressed") == "true"
+            audio_packets = 0
+            for _ in range(50):
+                audio_packets = await page.evaluate(
+                    "async () => { let n = 0; (await window.cloudphone.pc.getStats()).forEach("
+                    "s => { if (s.type === 'inbound-rtp' && s.kind === 'audio')"
+                    " n = s.packetsReceived; }); return n; }"
+                )
+                if audio_packets > 10:
+                    break
+                await asyncio.sleep(0.2)
+            assert audio_packets > 10
 
             phone.rotate()
             await page.wait_for_function(

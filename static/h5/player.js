@@ -142,6 +142,21 @@ async function onSignal(msg) {
   }
 }
 
+// The video starts muted (browsers only autoplay muted media); a phone that streams sound
+// (Android 11+ over scrcpy) gets a button, since unmuting needs the user's own gesture.
+const soundToggle = document.getElementById("sound-toggle");
+function showSoundToggle() {
+  soundToggle.hidden = false;
+  setSound(!video.muted);
+}
+function setSound(on) {
+  video.muted = !on;
+  soundToggle.setAttribute("aria-pressed", String(on));
+  soundToggle.textContent = on ? "🔊 sound" : "🔇 sound";
+  if (on) video.play().catch(() => {});
+}
+soundToggle.addEventListener("click", () => setSound(video.muted));
+
 function createPeer(iceServers) {
   pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   state.pc = pc;
@@ -157,6 +172,7 @@ function createPeer(iceServers) {
     try { e.receiver.playoutDelayHint = 0; } catch (_) { /* not supported */ }
     video.srcObject = e.streams[0] || new MediaStream([e.track]);
     video.play().catch(() => {});
+    if (e.track.kind === "audio") showSoundToggle();
   };
   pc.ondatachannel = (e) => {
     const ch = e.channel;
