@@ -17,7 +17,7 @@ from cloudphone.edge.app import instance_specs
 from cloudphone.edge.config import load_config
 from cloudphone.vm.guest import GuestError, GuestState
 from cloudphone.vm.pool import GuestSpec
-from cloudphone.vm.qemu import QemuConfig, QemuGuest, QemuProcess, qemu_guest_factory
+from cloudphone.vm.qemu import QemuConfig, QemuGuest, QemuProcess, accel, qemu_guest_factory
 from cloudphone.vm.qemu.image import (
     ARCHES,
     ImageError,
@@ -105,6 +105,21 @@ async def test_missing_aarch64_qemu_or_unknown_arch_is_a_clear_guest_error(
     # through the pool's factory an unknown arch fails before anything boots
     with pytest.raises(GuestError, match="no guest image recipe for arch 'riscv64'"):
         qemu_guest_factory("odd", GuestSpec(kind="qemu", options={"arch": "riscv64"}))
+
+
+async def test_auto_accel_never_probes_kvm_for_a_foreign_arch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ARCHES["aarch64"].native:
+        pytest.skip("the host is aarch64: KVM may run this guest")
+
+    async def no_probe(self: QemuGuest) -> None:
+        raise AssertionError("a KVM probe boot was started for a foreign architecture")
+
+    monkeypatch.setattr(accel.os, "access", lambda *args: True)  # as if /dev/kvm were usable
+    monkeypatch.setattr(QemuGuest, "start", no_probe)
+    config = QemuConfig(kernel=tmp_path / "Image", arch="aarch64", accel="auto")
+    assert await accel.choose_accel(config) == "tcg"
 
 
 @requires_qemu_aarch64
