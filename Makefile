@@ -25,9 +25,11 @@ run: venv
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
-## The QEMU recipe guest (Debian kernel + busybox initramfs), cached in .cache/qemu-image.
+## The QEMU recipe guests (Debian kernel + busybox initramfs), cached in .cache/qemu-image
+## (x86_64) and .cache/qemu-image/aarch64; built here, outside the tests' network namespace.
 qemu-image: venv
 	-$(BIN)/python -m cloudphone.vm.qemu.image
+	-$(BIN)/python -m cloudphone.vm.qemu.image --arch aarch64
 
 ## The whole suite, inside a private network namespace with only loopback when we may make one.
 test: venv sysdeps qemu-image

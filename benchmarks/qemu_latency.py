@@ -14,8 +14,12 @@ presses and taps over the `input` data channel at random intervals. Per input we
 - **boot**: QEMU spawn -> first stamped frame captured (boot-to-first-frame), and edge start ->
   first decoded frame at the viewer.
 
-Writes benchmarks/results/qemu-latency-<stamp>.json and appends one row per path to
-benchmarks/RESULTS.md. Run: `python -m benchmarks.qemu_latency [--inputs 60]`.
+`--arch aarch64` measures the aarch64 recipe guest (`-machine virt`, virtio-gpu, all under TCG
+on an x86 host) instead of the x86_64 one.
+
+Writes benchmarks/results/qemu-latency-<stamp>.json and .png (CDFs per path) and appends one
+row per path to benchmarks/RESULTS.md. Run: `python -m benchmarks.qemu_latency [--inputs 60]
+[--arch aarch64]`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,7 +42,7 @@ from cloudphone.edge.app import NODE, POOL, create_app
 from cloudphone.edge.client import PhoneClient, ReceivedFrame
 from cloudphone.edge.config import load_config
 from cloudphone.vm.qemu import QemuGuest
-from cloudphone.vm.qemu.image import ensure_image
+from cloudphone.vm.qemu.image import ARCHES, ensure_image
 
 from .common import append_results_row, results_dir, save_json
 
@@ -80,8 +85,8 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
-    options = {"id": "phone-1", "kind": "qemu", **PATHS[name]}
+async def measure_path(name: str, inputs: int, seed: int, arch: str) -> dict[str, Any]:
+    options = {"id": "phone-1", "kind": "qemu", "arch": arch, **PATHS[name]}
     config = load_config(
         environ={},
         overrides={"ice_host_addresses": ["127.0.0.1"], "instances": [options], "phones": 1},
@@ -142,6 +147,7 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
         viewer_ms = [r["viewer_ms"] for r in rows]
         return {
             "path": name,
+            "arch": arch,
             "options": PATHS[name],
             "inputs": inputs,
             "boot_to_first_frame_s": guest.boot_to_first_frame,
@@ -169,18 +175,19 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    ensure_image()
+    ensure_image(arch=args.arch)
     out: dict[str, Any] = {
         "benchmark": "qemu-latency",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "arch": args.arch,
         "note": args.note,
         "paths": [],
     }
     for name in args.paths.split(","):
-        result = await measure_path(name, args.inputs, args.seed)
+        result = await measure_path(name, args.inputs, args.seed, args.arch)
         out["paths"].append(result)
         print(
-            f"{name}: boot-to-first-frame {result['boot_to_first_frame_s']:.1f} s; "
+            f"{args.arch} {name}: boot-to-first-frame {result['boot_to_first_frame_s']:.1f} s; "
             f"input->frame edge p50/p95 {result['edge_ms']['p50']:.1f}/"
             f"{result['edge_ms']['p95']:.1f} ms, viewer {result['viewer_ms']['p50']:.1f}/"
             f"{result['viewer_ms']['p95']:.1f} ms (input->captured p50 "
@@ -189,10 +196,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def plot(out: dict[str, Any], path: Path) -> None:
+    """CDFs of input->frame per capture path, at the edge and at the viewer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for axis, key in zip(axes, ("edge_ms", "viewer_ms"), strict=True):
+        for r in out["paths"]:
+            xs = np.sort([row[key] for row in r["rows"]])
+            axis.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=r["path"])
+        axis.set_xlabel(f"input->frame, {key.removesuffix('_ms')} (ms)")
+        axis.legend()
+    axes[0].set_ylabel("fraction of inputs")
+    axes[0].set_title(f"qemu {out['arch']} TCG, h264 720x1280")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--inputs", type=int, default=60, help="inputs per capture path")
     parser.add_argument("--paths", default="dbus,vnc", help=f"comma list of {', '.join(PATHS)}")
+    parser.add_argument("--arch", choices=sorted(ARCHES), default="x86_64", help="guest arch")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--note", default="")
     args = parser.parse_args()
@@ -200,6 +228,8 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = results_dir() / f"qemu-latency-{stamp}.json"
     save_json(path, out)
+    plot(out, path.with_suffix(".png"))
+    guest = "qemu" if args.arch == "x86_64" else f"qemu {args.arch}"  # x86 rows read as before
     for r in out["paths"]:
         result = (
             f"input->frame p50/p95 ms edge {r['edge_ms']['p50']:.1f}/{r['edge_ms']['p95']:.1f}, "
@@ -207,7 +237,7 @@ def main() -> None:
             f"boot-to-first-frame {r['boot_to_first_frame_s']:.1f} s"
             + (f" ({args.note})" if args.note else "")
         )
-        setup = f"qemu {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps"
+        setup = f"{guest} {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps"
         append_results_row("qemu-latency", setup, result, f"results/{path.name}")
     print(f"wrote {path}")
 

@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from cloudphone.edge.client import PhoneClient, ReceivedFrame
 from cloudphone.vm.guest import GuestState
 from cloudphone.vm.qemu import QemuGuest
 
 from tests.conftest import EdgeFactory, eventually
-from tests.qemu_support import pid_alive, recipe_image, requires_qemu
+from tests.qemu_support import (
+    differs,
+    pid_alive,
+    recipe_image,
+    requires_qemu,
+    stamped,
+    tap_shows_dot,
+    until_frame,
+)
 
 pytestmark = [requires_qemu, pytest.mark.qemu]
-
-
-def _stamped(seq: int) -> Any:
-    return lambda f: f.stamp is not None and f.stamp.input_seq >= seq
 
 
 def _controls(client: PhoneClient, kind: str) -> list[dict[str, Any]]:
@@ -33,24 +35,7 @@ def _controls(client: PhoneClient, kind: str) -> list[dict[str, Any]]:
 
 
 async def _apply(client: PhoneClient, seq: int, timeout: float = 10.0) -> ReceivedFrame:
-    return await client.wait_for_frame(_stamped(seq), timeout)
-
-
-async def _until(
-    client: PhoneClient, seq: int, check: Callable[[ReceivedFrame], bool], what: str
-) -> ReceivedFrame:
-    """The first decoded frame at or after input `seq` that passes `check`. Waiting (rather
-    than judging the first stamped frame) rides out a frame damaged by a lost packet on a busy
-    machine until the keyframe that follows, and a dot that lands one display refresh after
-    the stamp (VGA dirty tracking)."""
-    try:
-        return await client.wait_for_frame(lambda f: _stamped(seq)(f) and check(f), 10.0)
-    except TimeoutError:
-        raise AssertionError(f"no decoded frame showed {what}") from None
-
-
-def _differs(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(abs(a.astype(int) - b.astype(int)).mean() > 1.0)
+    return await client.wait_for_frame(stamped(seq), timeout)
 
 
 async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> None:
@@ -69,31 +54,24 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
     typed = await _apply(client, seq)
     seq = client.type_text("ello, qemu!")
     panel = (slice(60, 180), slice(0, 720))
-    typed = await _until(client, seq, lambda f: _differs(f.luma[panel], first.luma[panel]), "text")
+    typed = await until_frame(
+        client, seq, lambda f: differs(f.luma[panel], first.luma[panel]), "text"
+    )
 
     # a tap: the guest draws a bright dot where it landed, on a dark background
-    seq = client.tap(0.3, 0.8)
-    await _until(
-        client,
-        seq,
-        lambda f: (
-            f.luma[int(0.8 * 1280), int(0.3 * 720)] > 80
-            and f.luma[int(0.8 * 1280), int(0.7 * 720)] < 60
-        ),
-        "a dot where the tap landed",
-    )
+    await tap_shows_dot(client, 0.3, 0.8)
 
     # nav buttons reach the guest (home clears the text panel)
     seq = client.nav("home")
-    await _until(client, seq, lambda f: _differs(f.luma[panel], typed.luma[panel]), "home")
+    await until_frame(client, seq, lambda f: differs(f.luma[panel], typed.luma[panel]), "home")
 
     # resolution change: landscape and back, same peer connection
     seq = client.send_input({"type": "key", "a": "press", "code": "F11"})
-    wide = await client.wait_for_frame(lambda f: f.width == 1280 and _stamped(seq)(f), 10.0)
+    wide = await client.wait_for_frame(lambda f: f.width == 1280 and stamped(seq)(f), 10.0)
     assert (wide.width, wide.height) == (1280, 720)
     await eventually(lambda: any(m.get("width") == 1280 for m in _controls(client, "guest/screen")))
     seq = client.send_input({"type": "key", "a": "press", "code": "F11"})
-    tall = await client.wait_for_frame(lambda f: f.width == 720 and _stamped(seq)(f), 10.0)
+    tall = await client.wait_for_frame(lambda f: f.width == 720 and stamped(seq)(f), 10.0)
     assert (tall.width, tall.height) == (720, 1280)
 
     # crash: viewers hear guest-restarting, then the stream resumes on the same connection

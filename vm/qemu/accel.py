@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 from dataclasses import replace
 
 from cloudphone.vm.guest import GuestError
@@ -33,6 +34,8 @@ async def choose_accel(config: QemuConfig, ready_on_stamp: bool = True) -> str:
 
 async def _probe(config: QemuConfig, ready_on_stamp: bool) -> str:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    if config.arch != platform.machine():  # KVM runs only the host's own architecture
         return "tcg"
     from cloudphone.vm.qemu.guest import QemuGuest  # a guest is the probe: same ready rule
 

@@ -460,8 +460,9 @@ class QemuGuest(Guest):
 def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     """`InstancePool` factory: `spec.options` may hold kernel, initrd, disk, append, arch,
     memory (MiB), cpus, accel (tcg, kvm, auto), capture (dbus, vnc), keepalive, binary,
-    boot_timeout, ready_on_stamp; without kernel/disk the recipe image is used."""
-    from cloudphone.vm.qemu.image import KERNEL_CMDLINE, ensure_image
+    boot_timeout, ready_on_stamp; without kernel/disk the recipe image of `arch` (x86_64 or
+    aarch64) is used."""
+    from cloudphone.vm.qemu.image import ARCHES, KERNEL_CMDLINE, ensure_image
 
     options = dict(spec.options)
     recipe = options.get("kernel") is None and options.get("disk") is None
@@ -469,19 +470,22 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     disk = options.get("disk")
     initrd = options.get("initrd")
     append = options.get("append")
+    arch = str(options.get("arch", "x86_64"))
     if kernel is None and disk is None:
         try:
-            image = ensure_image()
+            image = ensure_image(arch=arch)
         except Exception as exc:
             raise GuestError(f"no qemu image configured and the recipe failed: {exc}") from exc
         kernel, initrd = image.kernel, image.initrd
         append = append if append is not None else image.cmdline
+    elif append is None and arch in ARCHES:  # the serial console differs per machine
+        append = ARCHES[arch].cmdline
     config = QemuConfig(
         kernel=Path(kernel) if kernel else None,
         initrd=Path(initrd) if initrd else None,
         disk=Path(disk) if disk else None,
         append=str(append if append is not None else KERNEL_CMDLINE),
-        arch=str(options.get("arch", "x86_64")),
+        arch=arch,
         memory_mb=int(options.get("memory", 256)),
         cpus=int(options.get("cpus", 1)),
         width=int(spec.width),

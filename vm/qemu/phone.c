@@ -252,6 +252,10 @@ static void draw_stamp(void) {
         int x0 = i * (int)buf.width / STAMP_BLOCKS, x1 = (i + 1) * (int)buf.width / STAMP_BLOCKS;
         fill(x0, 0, x1, rows, bits[i] ? 0x00ffffffu : 0);
     }
+    /* The stamp is drawn last, so this is where a frame is done: virtio-gpu shows a dumb
+     * buffer's stores only after DIRTYFB (bochs scans out VRAM and ignores it). */
+    struct drm_mode_fb_dirty_cmd dirty = {.fb_id = buf.fb_id};
+    ioctl(drm_fd, DRM_IOCTL_MODE_DIRTYFB, &dirty);
 }
 
 /* Layout (y offsets from the top): strip, status, typed text panel, info lines, touch area. */
