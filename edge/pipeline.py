@@ -277,6 +277,8 @@ class Pipeline:
             stream.packets_out += 1
             stream.bytes_out += len(packet.data)
             stream.keyframes_out += packet.keyframe
+            if stream.bitrate is not None:
+                stream.bitrate.note_sent(len(packet.data))
             stream.last_latency_ms = (now - packet.captured_at) * 1000.0
             for subscriber in list(stream.subscribers):
                 subscriber.deliver(packet)

@@ -18,6 +18,9 @@ def test_bitrate_follows_the_weakest_viewer_with_hysteresis() -> None:
     now[0] = 10
     ctl.report("a", 10_000_000)
     assert ctl.current == 4_000_000, "clamped to the maximum"
+    for i in range(60):  # the stream sends at its target (30 fps): drops are believed
+        now[0] = 9 + i / 30
+        ctl.note_sent(4_000_000 // 8 // 30)
     now[0] = 11
     ctl.report("b", 3_800_000)  # small move (< 25 %) soon after: ignored
     assert ctl.current == 4_000_000
@@ -29,9 +32,30 @@ def test_bitrate_follows_the_weakest_viewer_with_hysteresis() -> None:
     now[0] = 20
     ctl.report("a", 10_000_000)
     assert ctl.current == 4_000_000
+    for i in range(60):
+        now[0] = 20 + i / 30
+        ctl.note_sent(4_000_000 // 8 // 30)
     ctl.report("a", 10)
     assert ctl.current == 300_000, "clamped to the minimum"
     assert applied[-1] == 300_000
+
+
+def test_an_idle_stream_keeps_its_bitrate_when_the_estimate_only_saw_a_trickle() -> None:
+    now = [0.0]
+    ctl = BitrateController(2_500_000, 300_000, 8_000_000, lambda bps: None, clock=lambda: now[0])
+    for i in range(10):  # a still screen: one small refresh a second
+        now[0] = float(i)
+        ctl.note_sent(3_000)
+    assert ctl.sent_bps() == 2 * 3_000 * 8 / 2.0
+    ctl.report("viewer", 20_000)  # "0.85 x what arrived" after a keyframe burst
+    assert ctl.current == 2_500_000
+    ctl.report("viewer", 5_000_000)  # a raise is still taken
+    assert ctl.current == 4_250_000
+    for i in range(60):  # busy again, sending at the target: now a drop is real congestion
+        now[0] = 20 + i / 30
+        ctl.note_sent(4_250_000 // 8 // 30)
+    ctl.report("viewer", 1_000_000)
+    assert ctl.current == 850_000
 
 
 async def test_pli_from_a_viewer_forces_a_keyframe(edge: Edge) -> None:
