@@ -129,7 +129,8 @@ def _phone_policy(book: PolicyBook, phone_id: str, org_id: int | None) -> dict[s
     }
 
 
-def _policy_error(exc: PolicyError) -> ControlError:
+def _policy_error(what: str, exc: PolicyError) -> ControlError:
+    log.info("policy of %s refused: %s", what, exc)
     return bad_request("invalid_policy", str(exc))
 
 
@@ -147,7 +148,7 @@ async def put_org_policy(request: web.Request) -> web.Response:
     try:
         await plane.policies.save_org(str(org_id), body)
     except PolicyError as exc:
-        raise _policy_error(exc) from None
+        raise _policy_error(f"organisation {org_id}", exc) from None
     log.info("policy of organisation %s set: %s", org_id, sorted(body))
     return web.json_response(_org_policy(plane.policies, org_id))
 
@@ -168,6 +169,6 @@ async def put_phone_policy(request: web.Request) -> web.Response:
     try:
         await plane.policies.save_phone(phone_id, body)
     except PolicyError as exc:
-        raise _policy_error(exc) from None
+        raise _policy_error(f"phone {phone_id}", exc) from None
     log.info("policy of phone %s overridden: %s", phone_id, sorted(body))
     return web.json_response(_phone_policy(plane.policies, phone_id, org_id))

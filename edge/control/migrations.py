@@ -145,7 +145,8 @@ MIGRATIONS: list[list[str]] = [
     # 3: sharing kept beyond a restart: invite links (the token's hash only), security
     # policies (the fields an organisation or a phone sets, as JSON; `org` is "default" or an
     # organisation's id), and the audit log (`org_id`: the phone owner's organisation when the
-    # entry was written, which scopes who may read it).
+    # entry was written, which scopes who may read it). Times are seconds since 1970 with
+    # fractions (DOUBLE PRECISION: REAL would be four bytes in PostgreSQL).
     [
         """CREATE TABLE invites (
             id TEXT PRIMARY KEY,
@@ -154,11 +155,11 @@ MIGRATIONS: list[list[str]] = [
             kind TEXT NOT NULL,
             label TEXT NOT NULL,
             created_by TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
             max_uses INTEGER NOT NULL,
             uses INTEGER NOT NULL DEFAULT 0,
-            revoked_at REAL
+            revoked_at DOUBLE PRECISION
         )""",
         "CREATE INDEX invites_phone ON invites(phone_id)",
         """CREATE TABLE org_policies (
@@ -173,7 +174,7 @@ MIGRATIONS: list[list[str]] = [
         )""",
         """CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
             phone_id TEXT NOT NULL,
             org_id INTEGER,
             actor TEXT NOT NULL,
