@@ -122,7 +122,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     ice = config.ice()
     signaling = SignalingServer(
         node,
-        InviteAuthorizer(invites, authorizer),
+        InviteAuthorizer(invites, authorizer, node.audit),
         ice.for_session,
         config.announced(),
         config.low_latency,
@@ -226,7 +226,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         # Its phones need its tokens; phones from this config keep the edge's own policy.
         # Invite links are checked first, whoever issued the phone.
         plane.authorizer.fallback = authorizer
-        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer)
+        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer, node.audit)
         keep_sharing_in(app, node, plane)
         check = token_check(config.admin_token, plane.auth.check)
         if config.demo:

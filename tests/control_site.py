@@ -231,7 +231,9 @@ async def site_fixture(tmp_path: Path) -> AsyncIterator[Site]:
         policies=app[NODE].policies,
     )
     # Wired as create_app wires it with --control-db: invites first, sharing in the store.
-    app[SIGNALING].authorizer = InviteAuthorizer(app[NODE].invites, plane.authorizer)
+    app[SIGNALING].authorizer = InviteAuthorizer(
+        app[NODE].invites, plane.authorizer, app[NODE].audit
+    )
     keep_sharing_in(app, app[NODE], plane)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()

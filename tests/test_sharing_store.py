@@ -87,6 +87,12 @@ async def test_an_invite_outlives_a_restart_and_revoking_it_still_disconnects(
     with pytest.raises(SignalingError) as err:  # the use before the restart counted
         await edge.viewer(codec="h264", token=token, role="viewer")
     assert "used up" in err.value.message
+    await edge.node.audit.flush()
+    tries = (await api(edge, "GET", "/audit?phone=phone-1&action=invite"))["entries"]
+    assert [(e["action"], e["details"].get("uses"), e["details"].get("reason")) for e in tries][
+        :3
+    ] == [("invite/refused", None, "invite-used-up"), ("invite/use", 2, None),
+          ("invite/use", 1, None)]  # fmt: skip
     [listed] = (await admin(edge, "GET", "/edge/admin/phones/phone-1/invites"))["invites"]
     assert listed["uses"] == 2 and listed["label"] == "guest-ann" and not listed["revoked"]
     assert listed["createdBy"] == "admin"
@@ -333,9 +339,11 @@ async def test_a_sessions_audit_is_read_by_its_org_admin_only(site: Site) -> Non
 
     entries = (await boss.call("GET", f"/audit?phone={phone}"))["entries"]
     actions = {e["action"] for e in entries}
-    for action in ("session/join", "invite/create", "control/request", "control/grant",
-                   "clipboard/to-phone"):  # fmt: skip
+    for action in ("session/join", "invite/create", "invite/use", "control/request",
+                   "control/grant", "clipboard/to-phone"):  # fmt: skip
         assert action in actions, (action, actions)
+    used = next(e for e in entries if e["action"] == "invite/use")
+    assert used["actor"] == "guest-cat" and used["details"]["uses"] == 1
     assert {e["org_id"] for e in entries} == {sales}
     joined = next(e for e in entries if e["action"] == "session/join" and e["actor"] == "guest-cat")
     assert joined["details"]["kind"] == "guest-link" and joined["details"]["invite"]

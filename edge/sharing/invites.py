@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cloudphone.edge.audit import AuditLog
 from cloudphone.edge.auth import AccessDenied, Authorizer, Principal
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -215,19 +216,30 @@ class InviteAuthorizer:
     """Routes `cpi_` tokens to the invite book and everything else to the inner authorizer.
 
     An invite always grants the viewer role; a control invite only makes its holder eligible
-    to be granted control by the controller or the owner."""
+    to be granted control by the controller or the owner. Each use, and each refused try, goes
+    to the audit log when one is given."""
 
-    def __init__(self, invites: InviteBook, inner: Authorizer) -> None:
+    def __init__(
+        self, invites: InviteBook, inner: Authorizer, audit: AuditLog | None = None
+    ) -> None:
         self.invites = invites
         self.inner = inner
+        self.audit = audit
 
     async def authorize(self, token: str | None, instance: str, role: str) -> Principal:
         if token and token.startswith(PREFIX):
             try:
                 invite = await self.invites.redeem(token, instance)
             except InviteError as exc:
+                if self.audit is not None:
+                    self.audit.record("invite/refused", phone=instance, actor="guest-link",
+                                      reason=exc.code)  # fmt: skip
                 code = "forbidden" if exc.code == "invite-wrong-phone" else "unauthorized"
                 raise AccessDenied(code, exc.message) from None
+            if self.audit is not None:
+                self.audit.record("invite/use", phone=instance, actor=invite.label,
+                                  invite=invite.invite_id, uses=invite.uses,
+                                  maxUses=invite.max_uses)  # fmt: skip
             return Principal(
                 name=invite.label,
                 role="viewer",
