@@ -87,6 +87,8 @@ async def test_an_invite_outlives_a_restart_and_revoking_it_still_disconnects(
     with pytest.raises(SignalingError) as err:  # the use before the restart counted
         await edge.viewer(codec="h264", token=token, role="viewer")
     assert "used up" in err.value.message
+    with pytest.raises(SignalingError):  # a guessed token: refused, not audited
+        await edge.viewer(codec="h264", token="cpi_guessed", role="viewer")
     await edge.node.audit.flush()
     tries = (await api(edge, "GET", "/audit?phone=phone-1&action=invite"))["entries"]
     assert [(e["action"], e["details"].get("uses"), e["details"].get("reason")) for e in tries][

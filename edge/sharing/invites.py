@@ -14,6 +14,7 @@ atomic step, so two racing redeems of the last use never both win.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from typing import Any, Protocol
 from cloudphone.edge.audit import AuditLog
 from cloudphone.edge.auth import AccessDenied, Authorizer, Principal
 from pyee.asyncio import AsyncIOEventEmitter
+
+log = logging.getLogger(__name__)
 
 PREFIX = "cpi_"
 KINDS = ("view", "control")
@@ -231,9 +234,11 @@ class InviteAuthorizer:
             try:
                 invite = await self.invites.redeem(token, instance)
             except InviteError as exc:
-                if self.audit is not None:
+                # A real link refused is worth keeping; guessed tokens would only fill the log.
+                if self.audit is not None and exc.code != "invite-unknown":
                     self.audit.record("invite/refused", phone=instance, actor="guest-link",
                                       reason=exc.code)  # fmt: skip
+                log.info("invite refused for %s: %s", instance, exc.code)
                 code = "forbidden" if exc.code == "invite-wrong-phone" else "unauthorized"
                 raise AccessDenied(code, exc.message) from None
             if self.audit is not None:
