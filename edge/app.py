@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from cloudphone.edge.audit import AuditLog
@@ -21,7 +22,7 @@ from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.metrics import metrics_handler
 from cloudphone.edge.node import EdgeNode
 from cloudphone.edge.pipeline import EncoderSettings
-from cloudphone.edge.policy import Policy, PolicyBook, PolicyError
+from cloudphone.edge.policy import PolicyBook, PolicyError, policy_from
 from cloudphone.edge.sharing.admin_api import TokenCheck, admin_routes, token_check
 from cloudphone.edge.sharing.invites import InviteAuthorizer, InviteBook
 from cloudphone.edge.signaling_server import SignalingServer
@@ -29,6 +30,9 @@ from cloudphone.vm.android import register as register_android
 from cloudphone.vm.pool import GuestSpec, InstancePool
 from cloudphone.vm.qemu import register as register_qemu
 from cloudphone.vm.simulated import create_simulated_phone
+
+if TYPE_CHECKING:
+    from cloudphone.edge.control.plane import ControlPlane
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,21 @@ def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
     return [(f"phone-{i}", spec) for i in range(1, config.phones + 1)]
 
 
+def keep_sharing_in(app: web.Application, node: EdgeNode, plane: ControlPlane) -> None:
+    """Keep the node's invites and audit log in the control plane's store (its policies are
+    there once `setup_control` got the node's policy book). On cleanup, before the store
+    closes, the sessions end and every audit entry recorded so far is written."""
+    node.invites.store = plane.invite_store
+    node.audit.sink = plane.audit_store
+
+    async def flush(_: web.Application) -> None:
+        await node.close_sessions("edge shutting down")
+        await node.audit.flush()
+        node.audit.sink = None  # later entries: ring and file only; the store is closing
+
+    app.on_cleanup.insert(0, flush)  # before the control plane closes its store
+
+
 def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
@@ -76,8 +95,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     register_guest_kinds(pool, config)
     app[POOL] = pool
     try:
-        policies = PolicyBook(Policy().validate())
-        policies.set_org("default", config.policy)
+        policies = PolicyBook(policy_from(config.policy))
     except PolicyError as exc:
         raise ConfigError(f"policy: {exc}") from None
     invites = InviteBook()
@@ -104,7 +122,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
     ice = config.ice()
     signaling = SignalingServer(
         node,
-        InviteAuthorizer(invites, authorizer),
+        InviteAuthorizer(invites, authorizer, node.audit),
         ice.for_session,
         config.announced(),
         config.playout_delay(),
@@ -201,11 +219,14 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
             db_path=config.control_db,
             admin_token=config.admin_token or None,
         )
-        plane = setup_control(app, pool, config=control, disconnect=node.disconnect_instance)
+        plane = setup_control(
+            app, pool, config=control, disconnect=node.disconnect_instance, policies=policies
+        )
         # Its phones need its tokens; phones from this config keep the edge's own policy.
         # Invite links are checked first, whoever issued the phone.
         plane.authorizer.fallback = authorizer
-        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer)
+        signaling.authorizer = InviteAuthorizer(invites, plane.authorizer, node.audit)
+        keep_sharing_in(app, node, plane)
         check = token_check(config.admin_token, plane.auth.check)
         if config.demo:
             from cloudphone.edge.control.demo import seed_demo

@@ -137,14 +137,17 @@ class EdgeNode:
         sessions = self.sessions_of(instance)
         await asyncio.gather(*(s.close(reason) for s in sessions), return_exceptions=True)
 
+    async def close_sessions(self, reason: str) -> None:
+        """Close every session, so their last audit entries are written before the stores
+        behind the audit log close."""
+        sessions = list(self.sessions.values())
+        await asyncio.gather(*(s.close(reason) for s in sessions), return_exceptions=True)
+
     async def close(self) -> None:
         self.pool.events.remove_listener("added", self._on_guest_added)
         self.pool.events.remove_listener("removed", self._on_guest_removed)
         self.invites.events.remove_listener("revoked", self._on_invite_revoked)
-        sessions = list(self.sessions.values())
-        await asyncio.gather(
-            *(s.close("edge shutting down") for s in sessions), return_exceptions=True
-        )
+        await self.close_sessions("edge shutting down")
         rooms, self.rooms = list(self.rooms.values()), {}
         await asyncio.gather(*(r.close() for r in rooms), return_exceptions=True)
         pipelines, self.pipelines = list(self.pipelines.values()), {}

@@ -8,15 +8,19 @@ An organisation's policy is the default for its phones; a phone may override sin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 CLIPBOARD_MODES = ("none", "phone-to-browser", "browser-to-phone", "both")
 WATERMARK_MODES = ("off", "shared", "viewer")
 DEFAULT_ORG = "default"
+
+log = logging.getLogger(__name__)
 
 
 class PolicyError(ValueError):
@@ -108,13 +112,78 @@ def _coerce_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class PolicyBook:
-    """Organisation defaults and per-phone overrides. Changes apply to new checks at once."""
+@dataclass(frozen=True, slots=True)
+class StoredPolicies:
+    """What a `PolicyStore` holds: the fields each organisation and each phone sets itself,
+    and the organisation of the phones the store knows (None: the default organisation)."""
 
-    def __init__(self, default: Policy | None = None) -> None:
-        self._orgs: dict[str, Policy] = {DEFAULT_ORG: (default or Policy()).validate()}
+    orgs: dict[str, dict[str, Any]]
+    phones: dict[str, dict[str, Any]]
+    phone_orgs: dict[str, str | None]
+
+
+class PolicyStore(Protocol):
+    """Where policies are kept beyond this process (the control plane's database)."""
+
+    async def load(self) -> StoredPolicies: ...
+
+    async def save_org(self, org: str, fields: Mapping[str, Any]) -> None:
+        """Replace the fields `org` sets (empty: it sets none)."""
+        ...
+
+    async def save_phone(self, instance: str, fields: Mapping[str, Any]) -> None:
+        """Replace the fields `instance` overrides (empty: none)."""
+        ...
+
+
+def policy_from(fields: Mapping[str, Any]) -> Policy:
+    """A whole policy: the built-in defaults with `fields` (from the config file) set."""
+    return dataclasses.replace(Policy(), **_coerce_fields(fields)).validate()
+
+
+def _merged(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` with `changes` applied; a `None` value drops that field."""
+    for name in changes:
+        if name not in _FIELDS:
+            raise PolicyError(f"unknown policy field {name!r}")
+    merged = dict(current)
+    merged.update(_coerce_fields({k: v for k, v in changes.items() if v is not None}))
+    for name in [k for k, v in changes.items() if v is None]:
+        merged.pop(name, None)
+    return merged
+
+
+def _stored(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Fields read back from a store: a field this version refuses is dropped with a log line,
+    so one bad row never stops the edge."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        try:
+            candidate = _coerce_fields({name: value})
+            dataclasses.replace(Policy(), **candidate).validate()
+        except PolicyError as exc:
+            log.warning("policy of %s: stored field %s ignored: %s", where, name, exc)
+            continue
+        out.update(candidate)
+    return out
+
+
+class PolicyBook:
+    """Organisation defaults and per-phone overrides. Changes apply to new checks at once.
+
+    Layers, each setting only some fields: the built-in defaults with the config file's
+    `[policy]`, then what the `default` organisation sets at run time, then the phone's
+    organisation, then the phone. Reads are synchronous (the rooms check policy on every
+    clipboard event); with a `store`, `save_*` writes there first and `load` reads it back.
+    """
+
+    def __init__(self, default: Policy | None = None, store: PolicyStore | None = None) -> None:
+        self._base = (default or Policy()).validate()
+        self._orgs: dict[str, dict[str, Any]] = {}
         self._phone_org: dict[str, str] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
+        self.store = store
+        self._lock = asyncio.Lock()  # one save at a time: no lost update between two
 
     def org_of(self, instance: str) -> str:
         return self._phone_org.get(instance, DEFAULT_ORG)
@@ -122,27 +191,68 @@ class PolicyBook:
     def assign(self, instance: str, org: str) -> None:
         self._phone_org[instance] = org
 
+    def org_fields(self, org: str) -> dict[str, Any]:
+        """The fields `org` sets itself."""
+        return dict(self._orgs.get(org, {}))
+
     def org_policy(self, org: str) -> Policy:
-        return self._orgs.get(org, self._orgs[DEFAULT_ORG])
+        fields = {**self._orgs.get(DEFAULT_ORG, {}), **self._orgs.get(org, {})}
+        return dataclasses.replace(self._base, **fields) if fields else self._base
+
+    def _org_change(self, org: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], Policy]:
+        merged = _merged(self._orgs.get(org, {}), fields)
+        layers = {**self._orgs.get(DEFAULT_ORG, {}), **merged} if org != DEFAULT_ORG else merged
+        return merged, dataclasses.replace(self._base, **layers).validate()
+
+    def _phone_change(
+        self, instance: str, fields: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], Policy]:
+        merged = _merged(self._overrides.get(instance, {}), fields)
+        base = self.org_policy(self.org_of(instance))
+        return merged, dataclasses.replace(base, **merged).validate()
 
     def set_org(self, org: str, fields: Mapping[str, Any]) -> Policy:
-        """Replace fields of an organisation's policy (others keep their values)."""
-        policy = dataclasses.replace(self.org_policy(org), **_coerce_fields(fields)).validate()
-        self._orgs[org] = policy
+        """Set fields of an organisation's policy (others keep their values; `None` drops one)."""
+        self._orgs[org], policy = self._org_change(org, fields)
         return policy
 
     def set_phone(self, instance: str, fields: Mapping[str, Any]) -> Policy:
         """Override fields for one phone; `None` as a value drops that override."""
-        merged = dict(self._overrides.get(instance, {}))
-        merged.update(_coerce_fields({k: v for k, v in fields.items() if v is not None}))
-        for name in [k for k, v in fields.items() if v is None]:
-            if name not in _FIELDS:
-                raise PolicyError(f"unknown policy field {name!r}")
-            merged.pop(name, None)
-        base = self.org_policy(self.org_of(instance))
-        policy = dataclasses.replace(base, **merged).validate()
-        self._overrides[instance] = merged
+        self._overrides[instance], policy = self._phone_change(instance, fields)
         return policy
+
+    async def save_org(self, org: str, fields: Mapping[str, Any]) -> Policy:
+        """`set_org`, kept in the store first (nothing changes if the store refuses)."""
+        async with self._lock:
+            merged, policy = self._org_change(org, fields)
+            if self.store is not None:
+                await self.store.save_org(org, merged)
+            self._orgs[org] = merged
+            return policy
+
+    async def save_phone(self, instance: str, fields: Mapping[str, Any]) -> Policy:
+        """`set_phone`, kept in the store first (nothing changes if the store refuses)."""
+        async with self._lock:
+            merged, policy = self._phone_change(instance, fields)
+            if self.store is not None:
+                await self.store.save_phone(instance, merged)
+            self._overrides[instance] = merged
+            return policy
+
+    async def load(self) -> None:
+        """Replace what is in memory with what the store keeps (at start, and when the store
+        says phones changed organisation)."""
+        if self.store is None:
+            return
+        async with self._lock:
+            stored = await self.store.load()
+            self._orgs = {o: _stored(f, f"organisation {o}") for o, f in stored.orgs.items()}
+            self._overrides = {p: _stored(f, f"phone {p}") for p, f in stored.phones.items()}
+            for instance, org in stored.phone_orgs.items():
+                if org is None:
+                    self._phone_org.pop(instance, None)
+                else:
+                    self._phone_org[instance] = org
 
     def overrides(self, instance: str) -> dict[str, Any]:
         return dict(self._overrides.get(instance, {}))

@@ -16,12 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from cloudphone.edge.app import NODE, POOL, SIGNALING, create_app
+from cloudphone.edge.app import NODE, POOL, SIGNALING, create_app, keep_sharing_in
 from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.config import load_config
 from cloudphone.edge.control import ControlConfig, ControlPlane, Flavor, ManualClock, setup_control
 from cloudphone.edge.control.notifier import JsonlSender
 from cloudphone.edge.control.openapi import openapi_document
+from cloudphone.edge.sharing.invites import InviteAuthorizer
 
 from tests.control_support import LedgerGuest, check_documented, make_pool
 
@@ -227,8 +228,13 @@ async def site_fixture(tmp_path: Path) -> AsyncIterator[Site]:
         scheduler=False,
         disconnect=app[NODE].disconnect_instance,
         sender=JsonlSender(outbox),
+        policies=app[NODE].policies,
     )
-    app[SIGNALING].authorizer = plane.authorizer
+    # Wired as create_app wires it with --control-db: invites first, sharing in the store.
+    app[SIGNALING].authorizer = InviteAuthorizer(
+        app[NODE].invites, plane.authorizer, app[NODE].audit
+    )
+    keep_sharing_in(app, app[NODE], plane)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     s = Site(server, plane, clock, outbox)

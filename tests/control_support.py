@@ -109,6 +109,16 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
         name = schema["$ref"].rsplit("/", 1)[1]
         check_schema(value, doc["components"]["schemas"][name], doc, path)
         return
+    if "anyOf" in schema:
+        problems = []
+        for option in schema["anyOf"]:
+            try:
+                check_schema(value, option, doc, path)
+                break
+            except AssertionError as exc:
+                problems.append(str(exc))
+        else:
+            raise AssertionError(f"{path}: matches no option: {problems}")
     if "enum" in schema:
         assert value in schema["enum"], f"{path}: {value!r} not in {schema['enum']}"
     types = schema.get("type")
@@ -123,6 +133,7 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
         }
         ok = any(
             (t == "integer" and type(value) is int)
+            or (t == "number" and type(value) in (int, float))
             or (
                 t in kinds
                 and isinstance(value, kinds[t])
@@ -133,7 +144,7 @@ def check_schema(value: Any, schema: dict[str, Any], doc: dict[str, Any], path: 
         assert ok, f"{path}: {value!r} is not {types}"
     if "pattern" in schema and isinstance(value, str):
         assert re.search(schema["pattern"], value), f"{path}: {value!r} !~ {schema['pattern']}"
-    if "minimum" in schema and type(value) is int:
+    if "minimum" in schema and type(value) in (int, float):
         assert value >= schema["minimum"], f"{path}: {value} < {schema['minimum']}"
     if isinstance(value, dict):
         props = schema.get("properties", {})

@@ -33,6 +33,7 @@ from cloudphone.edge.control.phones import PhoneState, as_dict
 from cloudphone.edge.control.plane import ControlPlane
 from cloudphone.edge.control.sqlite_store import SQLiteStore
 from cloudphone.edge.control.store import Store
+from cloudphone.edge.policy import PolicyBook
 from cloudphone.vm.pool import InstancePool
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,9 @@ def control_app(plane: ControlPlane) -> web.Application:
 
 
 def all_routes() -> list[web.AbstractRouteDef]:
-    from cloudphone.edge.control import api_auth, api_people
+    from cloudphone.edge.control import api_auth, api_people, api_sharing
 
-    return [*routes, *api_people.routes, *api_auth.routes]
+    return [*routes, *api_people.routes, *api_auth.routes, *api_sharing.routes]
 
 
 def setup_control(
@@ -226,13 +227,14 @@ def setup_control(
     scheduler: bool = True,
     disconnect: Disconnect | None = None,
     sender: Sender | None = None,
+    policies: PolicyBook | None = None,
 ) -> ControlPlane:
     """Mount the control plane at `/api/v1` on `app`; it starts and stops with the app.
 
     Call it after the edge registered its own startup, so phones the control plane restores
     appear once the edge node listens to the pool. `disconnect(phone_id, reason)` closes the
     viewers of a phone that is stopped rather than released (the edge node's
-    `disconnect_instance`).
+    `disconnect_instance`). `policies` is the edge's policy book: kept in this store from now on.
     """
     config = config or ControlConfig()
     plane = ControlPlane(
@@ -243,6 +245,7 @@ def setup_control(
         scheduler=scheduler,
         disconnect=disconnect,
         sender=sender,
+        policies=policies,
     )
 
     async def start(_: web.Application) -> None:

@@ -7,7 +7,9 @@ at most one owner; binding writes a notice to the outbox, unbinding disconnects 
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cloudphone.edge.control import notifier
@@ -18,6 +20,8 @@ from cloudphone.edge.control.fleet import Fleet
 from cloudphone.edge.control.notifier import Notifier
 from cloudphone.edge.control.passwords import hash_password, password_problem
 from cloudphone.edge.control.store import Row, Store, Tx
+
+log = logging.getLogger(__name__)
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")
 MOBILE_RE = re.compile(r"^\+?[0-9]{6,15}$")
@@ -80,9 +84,19 @@ class Directory:
         self.fleet = fleet
         self.notices = notices
         self.account_id = account_id
+        # Called after a phone may have changed organisation (assignment, a user moved, an
+        # organisation deleted): the edge's policy book reloads who is whose.
+        self.changed: list[Callable[[], Awaitable[None]]] = []
 
     def now(self) -> int:
         return int(self.clock.now())
+
+    async def _changed(self) -> None:
+        for hook in self.changed:
+            try:
+                await hook()
+            except Exception:
+                log.exception("directory: a change listener failed")
 
     # -- organisations ------------------------------------------------------------------------
 
@@ -107,6 +121,33 @@ class Directory:
                 (self.account_id, name, parent, self.now()),
             )
             return org_dict(await self._org(tx, org_id))
+
+    async def org(self, org_id: int) -> dict[str, Any]:
+        async with self.store.transaction() as tx:
+            return org_dict(await self._org(tx, org_id))
+
+    async def org_subtree(self, org_id: int) -> list[int]:
+        """An organisation and every organisation under it."""
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                "WITH RECURSIVE sub(id) AS (SELECT id FROM orgs WHERE id = ? AND account_id = ?"
+                " UNION SELECT o.id FROM orgs o JOIN sub ON o.parent_id = sub.id)"
+                " SELECT id FROM sub ORDER BY id",
+                (org_id, self.account_id),
+            )
+        return [int(r["id"]) for r in rows]
+
+    async def phone_org(self, phone_id: str) -> tuple[bool, int | None]:
+        """Whether the control plane sold this phone, and its owner's organisation."""
+        async with self.store.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT u.org_id FROM phones p LEFT JOIN users u ON u.id = p.user_id"
+                " WHERE p.id = ? AND p.account_id = ?",
+                (phone_id, self.account_id),
+            )
+        if row is None:
+            return False, None
+        return True, row["org_id"]
 
     async def orgs(self) -> list[dict[str, Any]]:
         async with self.store.transaction() as tx:
@@ -148,6 +189,8 @@ class Directory:
             if busy and busy["n"]:
                 raise conflict("org_not_empty", "move or delete its users and sub-organisations")
             await tx.execute("DELETE FROM orgs WHERE id = ?", (org_id,))
+            await tx.execute("DELETE FROM org_policies WHERE org = ?", (str(org_id),))
+        await self._changed()
 
     # -- users --------------------------------------------------------------------------------
 
@@ -242,7 +285,10 @@ class Directory:
                 await tx.execute(
                     "UPDATE users SET org_id = ? WHERE id = ?", (body["org_id"], user_id)
                 )
-            return user_dict(await self._user(tx, user_id), await self._bound(tx, user_id))
+            user = user_dict(await self._user(tx, user_id), await self._bound(tx, user_id))
+        if "org_id" in body:
+            await self._changed()
+        return user
 
     async def delete_user(self, user_id: int) -> None:
         async with self.store.transaction() as tx:
@@ -276,6 +322,7 @@ class Directory:
             )
             row = await ph.get(tx, phone_id)
         self.notices.kick()
+        await self._changed()
         return ph.as_dict(row)
 
     async def unassign(self, phone_id: str) -> dict[str, Any]:
@@ -283,6 +330,7 @@ class Directory:
             phone = await ph.get(tx, phone_id, self.account_id)
             await tx.execute("UPDATE phones SET user_id = NULL WHERE id = ?", (phone_id,))
             row = await ph.get(tx, phone_id)
+        await self._changed()
         if phone["user_id"] is not None and self.fleet.disconnect is not None:
             await self.fleet.disconnect(phone_id, REASON_UNASSIGNED)
         return ph.as_dict(row)

@@ -142,4 +142,46 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX auth_failures_login ON auth_failures(login, at)",
         "CREATE INDEX auth_failures_ip ON auth_failures(ip, at)",
     ],
+    # 3: sharing kept beyond a restart: invite links (the token's hash only), security
+    # policies (the fields an organisation or a phone sets, as JSON; `org` is "default" or an
+    # organisation's id), and the audit log (`org_id`: the phone owner's organisation when the
+    # entry was written, which scopes who may read it). Times are seconds since 1970 with
+    # fractions (DOUBLE PRECISION: REAL would be four bytes in PostgreSQL).
+    [
+        """CREATE TABLE invites (
+            id TEXT PRIMARY KEY,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            phone_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            max_uses INTEGER NOT NULL,
+            uses INTEGER NOT NULL DEFAULT 0,
+            revoked_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX invites_phone ON invites(phone_id)",
+        """CREATE TABLE org_policies (
+            org TEXT PRIMARY KEY,
+            fields TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE phone_policies (
+            phone_id TEXT PRIMARY KEY,
+            fields TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at DOUBLE PRECISION NOT NULL,
+            phone_id TEXT NOT NULL,
+            org_id INTEGER,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            details TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_phone ON audit(phone_id, id)",
+        "CREATE INDEX audit_org ON audit(org_id, id)",
+    ],
 ]

@@ -6,9 +6,11 @@ else is, and that real responses match the schemas given here.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from cloudphone.edge.control.phones import Mode, PhoneState
+from cloudphone.edge.policy import CLIPBOARD_MODES, WATERMARK_MODES, Policy
 
 J = dict[str, Any]
 
@@ -31,7 +33,62 @@ STR: J = {"type": "string"}
 NINT: J = {"type": ["integer", "null"]}
 NSTR: J = {"type": ["string", "null"]}
 
+NUM: J = {"type": "number"}
+
+
+def _policy_fields() -> J:
+    """One schema per field of `Policy`, from the dataclass itself, so they cannot drift."""
+    by_type: dict[str, J] = {
+        "bool": {"type": "boolean"},
+        "int": {"type": "integer", "minimum": 0},
+        "float": {"type": "number", "minimum": 0},
+        "str": STR,
+        "tuple[str, ...]": {"type": "array", "items": STR},
+    }
+    fields = {f.name: dict(by_type[str(f.type)]) for f in dataclasses.fields(Policy)}
+    fields["watermark"] = {"enum": list(WATERMARK_MODES)}
+    fields["clipboard"] = {"enum": list(CLIPBOARD_MODES)}
+    return fields
+
+
+POLICY_FIELDS = _policy_fields()
+AUDIT_TEXT: J = {"type": "string", "minLength": 1, "maxLength": 128}
+
 SCHEMAS: J = {
+    "Policy": _obj(list(POLICY_FIELDS), POLICY_FIELDS),
+    "PolicyFields": {
+        **_obj([], POLICY_FIELDS),
+        "description": "only the fields this level sets",
+    },
+    "PolicyChange": {
+        **_obj([], {k: {"anyOf": [v, {"type": "null"}]} for k, v in POLICY_FIELDS.items()}),
+        "description": "fields to set; null drops what this level set",
+    },
+    "OrgPolicy": _obj(
+        ["org_id", "policy", "effective"],
+        {"org_id": INT, "policy": _ref("PolicyFields"), "effective": _ref("Policy")},
+    ),
+    "PhonePolicy": _obj(
+        ["phone_id", "org_id", "overrides", "effective"],
+        {
+            "phone_id": STR,
+            "org_id": {**NINT, "description": "the owner's organisation"},
+            "overrides": _ref("PolicyFields"),
+            "effective": _ref("Policy"),
+        },
+    ),
+    "AuditEntry": _obj(
+        ["id", "at", "phone", "org_id", "actor", "action", "details"],
+        {
+            "id": INT,
+            "at": {**NUM, "description": "seconds since 1970"},
+            "phone": STR,
+            "org_id": {**NINT, "description": "the phone owner's organisation at the time"},
+            "actor": STR,
+            "action": {"type": "string", "description": "e.g. session/join, control/grant"},
+            "details": {"type": "object", "additionalProperties": True},
+        },
+    ),
     "Error": _obj(["error"], {"error": _obj(["code", "message"], {"code": STR, "message": STR})}),
     "Zone": _obj(["name", "served"], {"name": STR, "served": {"type": "boolean"}}),
     "Region": _obj(
@@ -250,6 +307,10 @@ def _op(
 
 PHONE_ID: J = {"name": "id", "in": "path", "required": True, "schema": STR}
 INT_ID: J = {"name": "id", "in": "path", "required": True, "schema": INT}
+
+
+def _query(name: str, schema: J) -> J:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
 def _public(summary: str, ok: J, *, body: J, errors: tuple[int, ...]) -> J:
@@ -528,6 +589,61 @@ def openapi_document() -> J:
                 "delete": _op(
                     "forget one trusted browser", _ref("Done"), params=[INT_ID], errors=(404,)
                 )
+            },
+            "/audit": {
+                "get": _op(
+                    "audit entries, newest first, of the caller's organisations' phones",
+                    _obj(
+                        ["entries", "next_before"],
+                        {
+                            "entries": {"type": "array", "items": _ref("AuditEntry")},
+                            "next_before": {
+                                **NINT,
+                                "description": "pass as `before` for the next page",
+                            },
+                        },
+                    ),
+                    params=[
+                        _query("phone", AUDIT_TEXT),
+                        _query("actor", AUDIT_TEXT),
+                        _query("action", {**AUDIT_TEXT, "description": "`control` = control/*"}),
+                        _query("since", {**NUM, "minimum": 0, "description": "at >= since"}),
+                        _query("until", {**NUM, "minimum": 0, "description": "at < until"}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                        _query("before", {"type": "integer", "minimum": 1}),
+                    ],
+                    errors=(400, 404),
+                )
+            },
+            "/orgs/{id}/policy": {
+                "get": _op(
+                    "an organisation's security policy",
+                    _ref("OrgPolicy"),
+                    params=[INT_ID],
+                    errors=(404,),
+                ),
+                "put": _op(
+                    "set fields of an organisation's policy (kept; applies at the next check)",
+                    _ref("OrgPolicy"),
+                    body=_ref("PolicyChange"),
+                    params=[INT_ID],
+                    errors=(400, 404),
+                ),
+            },
+            "/phones/{id}/policy": {
+                "get": _op(
+                    "a phone's overrides and effective policy",
+                    _ref("PhonePolicy"),
+                    params=[PHONE_ID],
+                    errors=(404,),
+                ),
+                "put": _op(
+                    "override fields for one phone (kept; applies at the next check)",
+                    _ref("PhonePolicy"),
+                    body=_ref("PolicyChange"),
+                    params=[PHONE_ID],
+                    errors=(400, 404),
+                ),
             },
             "/ledger": {
                 "get": _op(

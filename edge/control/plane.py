@@ -1,7 +1,9 @@
 """The control plane as one object: store, fleet, orders and billing wired together.
 
 `ControlPlane.start` opens the store, repairs what a crash left half done and puts the pool back
-in the state the store records; `close` meters once more and stops the scheduler.
+in the state the store records; `close` meters once more and stops the scheduler. It also keeps
+what sharing needs beyond a restart (invites, policies, the audit log) through the edge's
+store interfaces; the edge is wired to them by the composition root.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from cloudphone.edge.control import ledger
 from cloudphone.edge.control import phones as ph
+from cloudphone.edge.control.audit_db import StoredAudit
 from cloudphone.edge.control.auth import AdminAuth
 from cloudphone.edge.control.billing import Billing, Effects, unfreeze_if_paid
 from cloudphone.edge.control.clock import Clock, SystemClock
@@ -20,6 +23,7 @@ from cloudphone.edge.control.connect import ConnectTokens, ControlAuthorizer
 from cloudphone.edge.control.directory import Directory
 from cloudphone.edge.control.errors import bad_request
 from cloudphone.edge.control.fleet import Disconnect, Fleet
+from cloudphone.edge.control.invites_db import StoredInvites
 from cloudphone.edge.control.ledger import DEFAULT_ACCOUNT, EntryKind
 from cloudphone.edge.control.login import Logins
 from cloudphone.edge.control.notifier import (
@@ -31,7 +35,9 @@ from cloudphone.edge.control.notifier import (
 )
 from cloudphone.edge.control.orders import Orders
 from cloudphone.edge.control.phones import PhoneState
+from cloudphone.edge.control.policies_db import StoredPolicyBook
 from cloudphone.edge.control.store import Store
+from cloudphone.edge.policy import PolicyBook
 from cloudphone.vm.pool import InstancePool
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,7 @@ class ControlPlane:
         scheduler: bool = True,
         disconnect: Disconnect | None = None,
         sender: Sender | None = None,
+        policies: PolicyBook | None = None,
     ) -> None:
         self.config = config or ControlConfig()
         self.clock = clock or SystemClock()
@@ -80,6 +87,14 @@ class ControlPlane:
         self.tokens = ConnectTokens(store, self.clock, self.config.connect_token_ttl_s)
         self.authorizer = ControlAuthorizer(store, self.tokens, self.auth)
         self.billing.chores.append(self.logins.prune)
+        # Sharing: the edge's invite book and audit log use these when wired to them; the
+        # policy book (the edge's, or a fresh one) keeps its policies here and reloads who owns
+        # which phone whenever the directory changes that.
+        self.invite_store = StoredInvites(store, self.clock.now)
+        self.audit_store = StoredAudit(store)
+        self.policies = policies if policies is not None else PolicyBook()
+        self.policies.store = StoredPolicyBook(store, self.clock.now)
+        self.directory.changed.append(self.policies.load)
         self._scheduler = scheduler
         self._closed = False
 
@@ -91,6 +106,7 @@ class ControlPlane:
         async with self.store.transaction() as tx:
             await ledger.ensure_account(tx, self.account_id, "default", self.now())
         await self.tokens.load()
+        await self.policies.load()
         await self.reconcile()
         self.notices.start()
         self.notices.kick()  # anything left from before a restart

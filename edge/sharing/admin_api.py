@@ -90,7 +90,9 @@ def admin_routes(node: EdgeNode, check: TokenCheck | None) -> web.RouteTableDef:
     async def put_org(request: web.Request) -> web.Response:
         await guard(request)
         try:
-            policy = node.policies.set_org(request.match_info["org"], await _json_body(request))
+            policy = await node.policies.save_org(
+                request.match_info["org"], await _json_body(request)
+            )
         except PolicyError as exc:
             raise _error(400, "bad-policy", str(exc)) from None
         return web.json_response(policy.as_dict())
@@ -118,7 +120,7 @@ def admin_routes(node: EdgeNode, check: TokenCheck | None) -> web.RouteTableDef:
                 raise _error(400, "bad-policy", "org must be a non-empty string")
             node.policies.assign(instance, org)
         try:
-            policy = node.policies.set_phone(instance, body)
+            policy = await node.policies.save_phone(instance, body)
         except PolicyError as exc:
             raise _error(400, "bad-policy", str(exc)) from None
         return web.json_response(policy.as_dict())
@@ -126,7 +128,7 @@ def admin_routes(node: EdgeNode, check: TokenCheck | None) -> web.RouteTableDef:
     @routes.get("/edge/admin/phones/{instance}/invites")
     async def list_invites(request: web.Request) -> web.Response:
         await guard(request)
-        invites = node.invites.of_instance(phone(request))
+        invites = await node.invites.of_instance(phone(request))
         return web.json_response({"invites": [i.as_dict() for i in invites]})
 
     @routes.post("/edge/admin/phones/{instance}/invites")
@@ -135,7 +137,7 @@ def admin_routes(node: EdgeNode, check: TokenCheck | None) -> web.RouteTableDef:
         instance = phone(request)
         body = await _json_body(request)
         try:
-            invite, token = node.invites.create(
+            invite, token = await node.invites.create(
                 instance,
                 kind=body.get("kind", "view"),
                 label=body.get("label", ""),
@@ -154,7 +156,7 @@ def admin_routes(node: EdgeNode, check: TokenCheck | None) -> web.RouteTableDef:
     async def revoke_invite(request: web.Request) -> web.Response:
         await guard(request)
         try:
-            invite = node.invites.revoke(request.match_info["invite"])
+            invite = await node.invites.revoke(request.match_info["invite"])
         except InviteError as exc:
             raise _error(404, exc.code, exc.message) from None
         node.audit.record("invite/revoke", phone=invite.instance, actor="admin",

@@ -5,20 +5,27 @@ control, with an expiry and a maximum number of uses, revocable at any time. Red
 `hello` counts one use; revoking it disconnects everyone who came in through it (the node
 listens to the `revoked` event). Tokens start with `cpi_` so the authorizer can route them
 without a lookup.
+
+Where invites are kept is an `InviteStore`: in memory by default, in the control plane's
+database when it is on (so they survive a restart). The store counts uses itself, in one
+atomic step, so two racing redeems of the last use never both win.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from cloudphone.edge.audit import AuditLog
 from cloudphone.edge.auth import AccessDenied, Authorizer, Principal
 from pyee.asyncio import AsyncIOEventEmitter
+
+log = logging.getLogger(__name__)
 
 PREFIX = "cpi_"
 KINDS = ("view", "control")
@@ -62,20 +69,92 @@ class Invite:
         }
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class InviteBook:
-    """All invites of this edge. `events` emits `revoked` (Invite)."""
+def refusal(invite: Invite | None, instance: str, now: float) -> InviteError | None:
+    """Why `invite` cannot be used for `instance` at `now` (None: it can). One rule for every
+    store, so the codes a guest sees do not depend on where invites are kept."""
+    if invite is None:
+        return InviteError("invite-unknown", "this invite link is not valid")
+    if invite.instance != instance:
+        return InviteError("invite-wrong-phone", "this invite link is for another phone")
+    if invite.revoked:
+        return InviteError("invite-revoked", "this invite link was revoked")
+    if now >= invite.expires_at:
+        return InviteError("invite-expired", "this invite link has expired")
+    if invite.uses >= invite.max_uses:
+        return InviteError("invite-used-up", "this invite link has been used up")
+    return None
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self.events = AsyncIOEventEmitter()
+
+class InviteStore(Protocol):
+    """Where invites live. Implementations must make `use` atomic."""
+
+    async def add(self, invite: Invite) -> None: ...
+
+    async def get(self, invite_id: str) -> Invite | None: ...
+
+    async def of_instance(self, instance: str) -> list[Invite]: ...
+
+    async def use(self, token_digest: str, instance: str, now: float) -> Invite:
+        """Count one use of the invite with this token digest, or raise the `refusal`."""
+        ...
+
+    async def revoke(self, invite_id: str) -> tuple[Invite, bool] | None:
+        """Mark it revoked; the invite and whether it was not revoked before (None: unknown)."""
+        ...
+
+
+class MemoryInviteStore:
+    """Invites in this process only (development mode): lost on restart."""
+
+    def __init__(self) -> None:
         self._by_id: dict[str, Invite] = {}
         self._by_digest: dict[str, Invite] = {}
 
-    def create(
+    async def add(self, invite: Invite) -> None:
+        self._by_id[invite.invite_id] = invite
+        self._by_digest[invite.digest] = invite
+
+    async def get(self, invite_id: str) -> Invite | None:
+        return self._by_id.get(invite_id)
+
+    async def of_instance(self, instance: str) -> list[Invite]:
+        return [i for i in self._by_id.values() if i.instance == instance]
+
+    async def use(self, token_digest: str, instance: str, now: float) -> Invite:
+        # No await between the check and the count: atomic on the event loop.
+        invite = self._by_digest.get(token_digest)
+        problem = refusal(invite, instance, now)
+        if problem is not None:
+            raise problem
+        assert invite is not None
+        invite.uses += 1
+        return invite
+
+    async def revoke(self, invite_id: str) -> tuple[Invite, bool] | None:
+        invite = self._by_id.get(invite_id)
+        if invite is None:
+            return None
+        fresh = not invite.revoked
+        invite.revoked = True
+        return invite, fresh
+
+
+class InviteBook:
+    """All invites of this edge: checks requests, makes tokens, tells who was revoked.
+    `events` emits `revoked` (Invite)."""
+
+    def __init__(
+        self, store: InviteStore | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store: InviteStore = store or MemoryInviteStore()
+        self.clock = clock
+        self.events = AsyncIOEventEmitter()
+
+    async def create(
         self,
         instance: str,
         *,
@@ -111,40 +190,27 @@ class InviteBook:
             created_at=now,
             expires_at=now + ttl_s,
             max_uses=max_uses,
-            digest=_digest(token),
+            digest=digest(token),
         )
-        self._by_id[invite.invite_id] = invite
-        self._by_digest[invite.digest] = invite
+        await self.store.add(invite)
         return invite, token
 
-    def get(self, invite_id: str) -> Invite | None:
-        return self._by_id.get(invite_id)
+    async def get(self, invite_id: str) -> Invite | None:
+        return await self.store.get(invite_id)
 
-    def of_instance(self, instance: str) -> list[Invite]:
-        return [i for i in self._by_id.values() if i.instance == instance]
+    async def of_instance(self, instance: str) -> list[Invite]:
+        return await self.store.of_instance(instance)
 
-    def redeem(self, token: str, instance: str) -> Invite:
+    async def redeem(self, token: str, instance: str) -> Invite:
         """Count one use of `token` for `instance`, or say exactly why not."""
-        invite = self._by_digest.get(_digest(token))
-        if invite is None or not hmac.compare_digest(invite.digest, _digest(token)):
-            raise InviteError("invite-unknown", "this invite link is not valid")
-        if invite.instance != instance:
-            raise InviteError("invite-wrong-phone", "this invite link is for another phone")
-        if invite.revoked:
-            raise InviteError("invite-revoked", "this invite link was revoked")
-        if self.clock() >= invite.expires_at:
-            raise InviteError("invite-expired", "this invite link has expired")
-        if invite.uses >= invite.max_uses:
-            raise InviteError("invite-used-up", "this invite link has been used up")
-        invite.uses += 1
-        return invite
+        return await self.store.use(digest(token), instance, self.clock())
 
-    def revoke(self, invite_id: str) -> Invite:
-        invite = self._by_id.get(invite_id)
-        if invite is None:
+    async def revoke(self, invite_id: str) -> Invite:
+        result = await self.store.revoke(invite_id)
+        if result is None:
             raise InviteError("invite-unknown", f"no invite {invite_id!r}")
-        if not invite.revoked:
-            invite.revoked = True
+        invite, fresh = result
+        if fresh:
             self.events.emit("revoked", invite)
         return invite
 
@@ -153,19 +219,32 @@ class InviteAuthorizer:
     """Routes `cpi_` tokens to the invite book and everything else to the inner authorizer.
 
     An invite always grants the viewer role; a control invite only makes its holder eligible
-    to be granted control by the controller or the owner."""
+    to be granted control by the controller or the owner. Each use, and each refused try, goes
+    to the audit log when one is given."""
 
-    def __init__(self, invites: InviteBook, inner: Authorizer) -> None:
+    def __init__(
+        self, invites: InviteBook, inner: Authorizer, audit: AuditLog | None = None
+    ) -> None:
         self.invites = invites
         self.inner = inner
+        self.audit = audit
 
     async def authorize(self, token: str | None, instance: str, role: str) -> Principal:
         if token and token.startswith(PREFIX):
             try:
-                invite = self.invites.redeem(token, instance)
+                invite = await self.invites.redeem(token, instance)
             except InviteError as exc:
+                # A real link refused is worth keeping; guessed tokens would only fill the log.
+                if self.audit is not None and exc.code != "invite-unknown":
+                    self.audit.record("invite/refused", phone=instance, actor="guest-link",
+                                      reason=exc.code)  # fmt: skip
+                log.info("invite refused for %s: %s", instance, exc.code)
                 code = "forbidden" if exc.code == "invite-wrong-phone" else "unauthorized"
                 raise AccessDenied(code, exc.message) from None
+            if self.audit is not None:
+                self.audit.record("invite/use", phone=instance, actor=invite.label,
+                                  invite=invite.invite_id, uses=invite.uses,
+                                  maxUses=invite.max_uses)  # fmt: skip
             return Principal(
                 name=invite.label,
                 role="viewer",

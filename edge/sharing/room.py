@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from cloudphone.edge.audit import AuditLog
@@ -121,10 +121,33 @@ class Room:
         try:
             self._dispatch(session, kind, data)
         except (HandoffError, InviteError, TelephonyError, RoomError) as exc:
-            log.info("%s: %s from %s refused: %s", self.instance, kind, session.session_id,
-                     exc.message)  # fmt: skip
-            session.send_control("error", code=exc.code, message=exc.message, request=kind)
+            self._refuse(session, kind, exc)
         return True
+
+    def _refuse(
+        self,
+        session: PeerSession,
+        kind: str,
+        exc: HandoffError | InviteError | TelephonyError | RoomError,
+    ) -> None:
+        log.info("%s: %s from %s refused: %s", self.instance, kind, session.session_id,
+                 exc.message)  # fmt: skip
+        session.send_control("error", code=exc.code, message=exc.message, request=kind)
+
+    def _answer_later(self, session: PeerSession, kind: str, work: Awaitable[None]) -> None:
+        """Run a request that waits on the invite store; its refusal is answered like any."""
+
+        async def run() -> None:
+            try:
+                await work
+            except (InviteError, RoomError) as exc:
+                self._refuse(session, kind, exc)
+            except Exception:  # the store failed: say so, keep the room going
+                log.exception("%s: %s from %s failed", self.instance, kind, session.session_id)
+                message = "the edge could not do that now; see its log"
+                session.send_control("error", code="internal", message=message, request=kind)
+
+        self._spawn(run())
 
     def _dispatch(self, session: PeerSession, kind: str, data: dict[str, Any]) -> None:
         sid = session.session_id
@@ -161,20 +184,16 @@ class Room:
             self._spawn(target.close(f"kicked by {session.name}"))
             return
         elif kind == "invites/create":
-            self._create_invite(session, data)
+            self._owner_only(session, "create invites")
+            self._answer_later(session, kind, self._create_invite(session, data))
             return
         elif kind == "invites/revoke":
             self._owner_only(session, "revoke invites")
-            invite = self.invites.get(str(data.get("id")))
-            if invite is None or invite.instance != self.instance:
-                raise InviteError("invite-unknown", "no such invite for this phone")
-            self.invites.revoke(invite.invite_id)
-            self._record("invite/revoke", session, invite=invite.invite_id, label=invite.label)
-            self._send_invites(session)
+            self._answer_later(session, kind, self._revoke_invite(session, data.get("id")))
             return
         elif kind == "invites/list":
             self._owner_only(session, "list invites")
-            self._send_invites(session)
+            self._answer_later(session, kind, self._send_invites(session))
             return
         elif kind == "telephony/answer":
             self._owner_only(session, "answer telephony requests")
@@ -198,9 +217,8 @@ class Room:
         if session.role != "owner":
             raise RoomError("forbidden", f"only the owner can {what}")
 
-    def _create_invite(self, session: PeerSession, data: dict[str, Any]) -> None:
-        self._owner_only(session, "create invites")
-        invite, token = self.invites.create(
+    async def _create_invite(self, session: PeerSession, data: dict[str, Any]) -> None:
+        invite, token = await self.invites.create(
             self.instance,
             kind=data.get("kind"),
             label=data.get("label"),
@@ -213,10 +231,17 @@ class Room:
         session.send_control("invites/created", invite=invite.as_dict(), token=token,
                              path=f"/phone/{self.instance}?token={token}&role=viewer")  # fmt: skip
 
-    def _send_invites(self, session: PeerSession) -> None:
-        session.send_control(
-            "invites/list", invites=[i.as_dict() for i in self.invites.of_instance(self.instance)]
-        )
+    async def _revoke_invite(self, session: PeerSession, invite_id: object) -> None:
+        invite = await self.invites.get(invite_id) if isinstance(invite_id, str) else None
+        if invite is None or invite.instance != self.instance:
+            raise InviteError("invite-unknown", "no such invite for this phone")
+        await self.invites.revoke(invite.invite_id)
+        self._record("invite/revoke", session, invite=invite.invite_id, label=invite.label)
+        await self._send_invites(session)
+
+    async def _send_invites(self, session: PeerSession) -> None:
+        invites = await self.invites.of_instance(self.instance)
+        session.send_control("invites/list", invites=[i.as_dict() for i in invites])
 
     # -- clipboard ---------------------------------------------------------------------------
 
