@@ -138,12 +138,16 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         for guest_id, spec in instance_specs(config):
             await pool.create(guest_id, spec)
 
+    async def shutdown(app: web.Application) -> None:
+        await signaling.close_all()
+
     async def cleanup(app: web.Application) -> None:
         await node.close()
         await pool.close()
         await loop_lag.stop()
 
     app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
 
     root = static_root()

@@ -53,17 +53,31 @@ class SignalingServer:
         self.ice_servers_for = ice_servers_for
         self.announced = tuple((announced_addresses or {}).items())
         self.connections = 0
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    async def close_all(self) -> None:
+        """Say goodbye (1001 going away) to every client: the edge is stopping. Without it a
+        stop waits for each open socket to time out, and pages only notice much later."""
+        sockets = list(self._sockets)
+        if sockets:
+            log.info("closing %d signaling connections: the edge is stopping", len(sockets))
+        await asyncio.gather(
+            *(ws.close(code=CloseCode.GOING_AWAY, message=b"edge stopping") for ws in sockets),
+            return_exceptions=True,
+        )
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         # aiohttp closes with 1009 above max_msg_size; between 64 KiB and that we answer first.
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         self.connections += 1
+        self._sockets.add(ws)
         peer = request.remote or "?"
         try:
             await _Connection(self, ws, peer).run()
         finally:
             self.connections -= 1
+            self._sockets.discard(ws)
         return ws
 
 

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 from cloudphone.edge import signaling_server
+from cloudphone.signaling.protocol import CloseCode
 
 from tests.conftest import Edge, EdgeFactory, eventually
 
@@ -120,6 +121,19 @@ async def test_released_phone_disconnects_its_viewers_with_a_reason(make_edge: E
     assert "phone-1" not in edge.node.pipelines
     seq = staying.touch("down", 0.5, 0.5)
     await staying.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq)
+
+
+async def test_stopping_the_edge_says_going_away_to_open_pages(make_edge: EdgeFactory) -> None:
+    edge = await make_edge()
+    client = await edge.viewer(codec="h264")
+    await client.wait_for_frame(lambda f: True)
+    started = asyncio.get_running_loop().time()
+    await edge.server.close()  # runs the app's shutdown and cleanup, as a stopping edge does
+    took = asyncio.get_running_loop().time() - started
+    assert client.ws is not None and client.ws.closed
+    assert client.ws.close_code == CloseCode.GOING_AWAY
+    assert took < 10, f"stopping waited {took:.1f} s for open sockets"
+    assert not edge.node.sessions
 
 
 def _encoder_threads() -> int:
