@@ -83,8 +83,12 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
         5.0,
     )
     await eventually(lambda: guest.state == GuestState.RUNNING, 90.0)
-    states = [m["state"] for m in _controls(client, "guest/state")]
-    assert states[-2:] == ["restarting", "running"]
+
+    def states() -> list[str]:
+        return [m["state"] for m in _controls(client, "guest/state")]
+
+    # the "running" event travels the control channel after the state changed here
+    await eventually(lambda: states()[-2:] == ["restarting", "running"], 5.0)
     assert not pid_alive(old_pid)  # reaped: no zombie
     assert guest.process is not None and guest.process.pid != old_pid
     # the restarted guest counts inputs from zero: the edge maps its seq anew
