@@ -15,7 +15,9 @@ presses and taps over the `input` data channel at random intervals. Per input we
   first decoded frame at the viewer.
 
 Writes benchmarks/results/qemu-latency-<stamp>.json and appends one row per path to
-benchmarks/RESULTS.md. Run: `python -m benchmarks.qemu_latency [--inputs 60]`.
+benchmarks/RESULTS.md. Run: `python -m benchmarks.qemu_latency [--inputs 60]`;
+`--qemu-binary .cache/qemu-backports/usr/bin/qemu-system-x86_64` measures QEMU 10, whose taps
+go through virtio-multitouch (QMP `mtt`) instead of virtio-tablet.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,8 +83,10 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
+async def measure_path(name: str, inputs: int, seed: int, binary: str = "") -> dict[str, Any]:
     options = {"id": "phone-1", "kind": "qemu", **PATHS[name]}
+    if binary:
+        options["binary"] = binary
     config = load_config(
         environ={},
         overrides={"ice_host_addresses": ["127.0.0.1"], "instances": [options], "phones": 1},
@@ -143,6 +148,8 @@ async def measure_path(name: str, inputs: int, seed: int) -> dict[str, Any]:
         return {
             "path": name,
             "options": PATHS[name],
+            "binary": binary or "qemu-system-x86_64",
+            "multitouch": guest.config.multitouch,
             "inputs": inputs,
             "boot_to_first_frame_s": guest.boot_to_first_frame,
             "edge_start_to_first_viewer_frame_s": first_view,
@@ -177,7 +184,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "paths": [],
     }
     for name in args.paths.split(","):
-        result = await measure_path(name, args.inputs, args.seed)
+        result = await measure_path(name, args.inputs, args.seed, args.qemu_binary)
         out["paths"].append(result)
         print(
             f"{name}: boot-to-first-frame {result['boot_to_first_frame_s']:.1f} s; "
@@ -189,12 +196,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _qemu_version(binary: str) -> str:
+    """ "QEMU 10.0.2" from `binary --version`, for the results row."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    except OSError:
+        out = []
+    return f"qemu {out[3]}" if len(out) > 3 else "qemu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--inputs", type=int, default=60, help="inputs per capture path")
     parser.add_argument("--paths", default="dbus,vnc", help=f"comma list of {', '.join(PATHS)}")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--note", default="")
+    parser.add_argument("--qemu-binary", default="", help="QEMU to run (default: on PATH)")
     args = parser.parse_args()
     out = asyncio.run(main_async(args))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -207,7 +224,9 @@ def main() -> None:
             f"boot-to-first-frame {r['boot_to_first_frame_s']:.1f} s"
             + (f" ({args.note})" if args.note else "")
         )
-        setup = f"qemu {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps"
+        touch = "multi-touch" if r["multitouch"] else "tablet"
+        version = _qemu_version(args.qemu_binary or "qemu-system-x86_64")
+        setup = f"{version} {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps ({touch})"
         append_results_row("qemu-latency", setup, result, f"results/{path.name}")
     print(f"wrote {path}")
 
