@@ -521,21 +521,16 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     )
 
 
+_YES = ("true", "yes", "on", "1")
+_NO = ("false", "no", "off", "0")
+
+
 def _optional_bool(value: Any, name: str) -> bool | None:
     """A TOML/environment flag, or None when absent or "auto"."""
     if value is None or value == "auto":
         return None
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in (
-        "true",
-        "yes",
-        "on",
-        "1",
-        "false",
-        "no",
-        "off",
-        "0",
-    ):
-        return value.lower() in ("true", "yes", "on", "1")
+    if isinstance(value, str) and value.lower() in _YES + _NO:
+        return value.lower() in _YES
     raise GuestError(f"qemu option {name} must be true, false or auto, not {value!r}")
