@@ -94,7 +94,7 @@ def resolve_binary(config: QemuConfig) -> str:
         raise GuestError(
             f"{config.binary_name()} not found: install QEMU (apt-get install qemu-system-x86)"
         )
-    return binary
+    return os.path.abspath(binary)
 
 
 _multitouch_probes: dict[str, bool] = {}
