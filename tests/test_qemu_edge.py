@@ -114,6 +114,8 @@ async def test_qemu_guest_streams_through_the_edge(make_edge: EdgeFactory) -> No
         5.0,
     )
     await eventually(lambda: guest.state == GuestState.RUNNING, 90.0)
+    # the viewer hears "running" over the control channel a moment after the guest is running
+    await eventually(lambda: _controls(client, "guest/state")[-1]["state"] == "running", 5.0)
     states = [m["state"] for m in _controls(client, "guest/state")]
     assert states[-2:] == ["restarting", "running"]
     assert not pid_alive(old_pid)  # reaped: no zombie
