@@ -15,11 +15,13 @@ presses and taps over the `input` data channel at random intervals. Per input we
   first decoded frame at the viewer.
 
 `--arch aarch64` measures the aarch64 recipe guest (`-machine virt`, virtio-gpu, all under TCG
-on an x86 host) instead of the x86_64 one.
+on an x86 host) instead of the x86_64 one; `--qemu-binary
+.cache/qemu-backports/usr/bin/qemu-system-x86_64` measures QEMU 10, whose taps go through
+virtio-multitouch (QMP `mtt`) instead of virtio-tablet.
 
 Writes benchmarks/results/qemu-latency-<stamp>.json and .png (CDFs per path) and appends one
 row per path to benchmarks/RESULTS.md. Run: `python -m benchmarks.qemu_latency [--inputs 60]
-[--arch aarch64]`.
+[--arch aarch64] [--qemu-binary PATH]`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,8 +88,12 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def measure_path(name: str, inputs: int, seed: int, arch: str) -> dict[str, Any]:
+async def measure_path(
+    name: str, inputs: int, seed: int, arch: str, binary: str = ""
+) -> dict[str, Any]:
     options = {"id": "phone-1", "kind": "qemu", "arch": arch, **PATHS[name]}
+    if binary:
+        options["binary"] = binary
     config = load_config(
         environ={},
         overrides={"ice_host_addresses": ["127.0.0.1"], "instances": [options], "phones": 1},
@@ -149,6 +156,8 @@ async def measure_path(name: str, inputs: int, seed: int, arch: str) -> dict[str
             "path": name,
             "arch": arch,
             "options": PATHS[name],
+            "binary": binary or f"qemu-system-{arch}",
+            "multitouch": guest.config.multitouch,
             "inputs": inputs,
             "boot_to_first_frame_s": guest.boot_to_first_frame,
             "edge_start_to_first_viewer_frame_s": first_view,
@@ -184,7 +193,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "paths": [],
     }
     for name in args.paths.split(","):
-        result = await measure_path(name, args.inputs, args.seed, args.arch)
+        result = await measure_path(name, args.inputs, args.seed, args.arch, args.qemu_binary)
         out["paths"].append(result)
         print(
             f"{args.arch} {name}: boot-to-first-frame {result['boot_to_first_frame_s']:.1f} s; "
@@ -216,6 +225,15 @@ def plot(out: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _qemu_version(binary: str) -> str:
+    """ "QEMU 10.0.2" from `binary --version`, for the results row."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    except OSError:
+        out = []
+    return f"qemu {out[3]}" if len(out) > 3 else "qemu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--inputs", type=int, default=60, help="inputs per capture path")
@@ -223,13 +241,14 @@ def main() -> None:
     parser.add_argument("--arch", choices=sorted(ARCHES), default="x86_64", help="guest arch")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--note", default="")
+    parser.add_argument("--qemu-binary", default="", help="QEMU to run (default: on PATH)")
     args = parser.parse_args()
     out = asyncio.run(main_async(args))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = results_dir() / f"qemu-latency-{stamp}.json"
     save_json(path, out)
     plot(out, path.with_suffix(".png"))
-    guest = "qemu" if args.arch == "x86_64" else f"qemu {args.arch}"  # x86 rows read as before
+    arch = "" if args.arch == "x86_64" else f" {args.arch}"  # x86 rows read as before
     for r in out["paths"]:
         result = (
             f"input->frame p50/p95 ms edge {r['edge_ms']['p50']:.1f}/{r['edge_ms']['p95']:.1f}, "
@@ -237,7 +256,9 @@ def main() -> None:
             f"boot-to-first-frame {r['boot_to_first_frame_s']:.1f} s"
             + (f" ({args.note})" if args.note else "")
         )
-        setup = f"{guest} {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps"
+        touch = "multi-touch" if r["multitouch"] else "tablet"
+        version = _qemu_version(args.qemu_binary or f"qemu-system-{args.arch}")
+        setup = f"{version}{arch} {r['path']} TCG h264 720x1280, {r['inputs']} keys+taps ({touch})"
         append_results_row("qemu-latency", setup, result, f"results/{path.name}")
     print(f"wrote {path}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from cloudphone.edge.audit import AuditLog
@@ -66,10 +66,11 @@ def instance_specs(config: EdgeConfig) -> list[tuple[str, GuestSpec]]:
             w, h = (int(v) for v in size.split("x"))
             kind = str(entry.pop("kind", config.guest))
             fps = int(entry.pop("fps", config.fps))
-            options = {"stamp": config.stamp, **entry}
+            options = {"stamp": config.stamp, **_kind_defaults(config, kind), **entry}
             out.append((guest_id, GuestSpec(kind, w, h, fps, options)))
         return out
-    spec = GuestSpec(config.guest, config.width, config.height, config.fps, {"stamp": config.stamp})
+    options = {"stamp": config.stamp, **_kind_defaults(config, config.guest)}
+    spec = GuestSpec(config.guest, config.width, config.height, config.fps, options)
     return [(f"phone-{i}", spec) for i in range(1, config.phones + 1)]
 
 
@@ -86,6 +87,13 @@ def keep_sharing_in(app: web.Application, node: EdgeNode, plane: ControlPlane) -
         node.audit.sink = None  # later entries: ring and file only; the store is closing
 
     app.on_cleanup.insert(0, flush)  # before the control plane closes its store
+
+
+def _kind_defaults(config: EdgeConfig, kind: str) -> dict[str, Any]:
+    """Edge-wide options of one guest kind, which an `[[instances]]` entry may override."""
+    if kind == "qemu" and config.qemu_binary:
+        return {"binary": config.qemu_binary}
+    return {}
 
 
 def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> web.Application:

@@ -27,6 +27,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--fps", type=int)
     p.add_argument("--codec", choices=("auto", "h264", "vp8"))
     p.add_argument("--guest", help="guest kind of the phones (simulated, qemu)")
+    p.add_argument(
+        "--qemu-binary", help="QEMU for qemu phones (default: qemu-system-<arch> on PATH)"
+    )
     p.add_argument("--stamp", action="store_const", const=True, help="draw the latency probe")
     p.add_argument("--bitrate", type=int)
     p.add_argument("--min-bitrate", type=int)

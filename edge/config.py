@@ -34,6 +34,9 @@ class EdgeConfig:
     fps: int = 30
     codec: str = "auto"  # auto | h264 | vp8: what the edge offers
     guest: str = "simulated"
+    # QEMU for `kind = "qemu"` phones without their own `binary`: empty = qemu-system-<arch> on
+    # PATH; e.g. .cache/qemu-backports/usr/bin/qemu-system-x86_64 (QEMU 10: multi-touch)
+    qemu_binary: str = ""
     stamp: bool = False  # draw the latency probe into simulated phones' frames
     bitrate: int = 2_500_000
     min_bitrate: int = 300_000

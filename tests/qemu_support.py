@@ -4,6 +4,7 @@ and waiting for a viewer's decoded frame that shows an input."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -29,6 +30,22 @@ requires_qemu_aarch64 = pytest.mark.skipif(
     shutil.which(QEMU_AARCH64_BINARY) is None,
     reason=f"!! {QEMU_AARCH64_BINARY} is not installed (apt-get install qemu-system-arm): "
     "aarch64 guest tests cannot run",
+)
+
+#: QEMU >= 8.1 from bookworm-backports, unpacked by scripts/install-system-deps.sh (not on PATH,
+#: so the system's 7.2 stays the default and the single-touch path keeps its tests).
+BACKPORTS_QEMU = (
+    Path(
+        os.environ.get("CLOUDPHONE_QEMU_BACKPORTS_DIR")
+        or Path(__file__).resolve().parents[1] / ".cache" / "qemu-backports"
+    )
+    / "usr/bin/qemu-system-x86_64"
+)
+
+requires_multitouch_qemu = pytest.mark.skipif(
+    not BACKPORTS_QEMU.is_file(),
+    reason=f"!! {BACKPORTS_QEMU} is missing (run scripts/install-system-deps.sh as root on "
+    "Debian 12): the multi-touch QEMU tests cannot run",
 )
 
 

@@ -1,9 +1,10 @@
 """QEMU guests: a virtual machine per instance, captured over VNC, driven over QMP.
 
 `register(pool)` adds the "qemu" kind to an `InstancePool`. Modules: `process` (spawn, QMP,
-stop), `rfb` (VNC capture), `dbus_display` (D-Bus p2p display capture), `keymap` (input
-translation), `guest` (`QemuGuest`), `image` (the recipe guest: Debian kernel + busybox
-initramfs + `phone.c`).
+stop, the multi-touch probe), `rfb` (VNC capture), `dbus_display` (D-Bus p2p display
+capture), `keymap` (key input translation), `multitouch` (fingers to QEMU >= 8.1 multi-touch
+slots), `guest` (`QemuGuest`), `image` (the recipe guest: Debian kernel + busybox initramfs +
+`phone.c`).
 """
 
 from __future__ import annotations

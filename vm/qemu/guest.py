@@ -4,9 +4,11 @@ Composition: `QemuProcess` (spawn, QMP, stop), a display source — `RfbClient` 
 socket with a keepalive, the default: lowest input->frame latency measured on these machines,
 benchmarks/RESULTS.md) or `DbusDisplay` (QEMU's p2p D-Bus display: QEMU pushes damage, nothing
 to keep alive, ~10 ms slower here) — and `keymap` (input translation). Input goes over
-QMP `input-send-event` (~2 ms round trip): virtio-tablet absolute axes for touch,
-virtio-keyboard for keys. QEMU 7.2 has no multi-touch device, so the capabilities say one
-pointer and the page adapts.
+QMP `input-send-event` (~2 ms round trip), virtio-keyboard for keys. Touch: where the binary
+has `virtio-multitouch-pci` (QEMU >= 8.1, found by asking the binary at start, never by its
+version string) every finger goes to a slot as `mtt` events (`multitouch.SlotMapper`) and the
+capabilities say 10 pointers; otherwise (Debian 12's QEMU 7.2) virtio-tablet absolute axes
+carry the first finger only, the capabilities say one pointer and the page adapts.
 
 Supervision: a watcher waits for the first of "QEMU exited", "display connection closed" and
 "QMP disconnected"; unless we are stopping, that is a crash: viewers see `RESTARTING`, the
@@ -52,7 +54,8 @@ from cloudphone.vm.guest import (
 from cloudphone.vm.qemu.accel import choose_accel
 from cloudphone.vm.qemu.dbus_display import DbusDisplay
 from cloudphone.vm.qemu.keymap import NAV_TO_QCODE, qcode_for_dom, strokes_for_text
-from cloudphone.vm.qemu.process import QemuConfig, QemuProcess
+from cloudphone.vm.qemu.multitouch import MAX_SLOTS, SlotMapper
+from cloudphone.vm.qemu.process import QemuConfig, QemuProcess, probe_multitouch
 from cloudphone.vm.qemu.rfb import PIXEL_FORMAT_NAME, Damage, RfbClient
 from cloudphone.vm.stamp import draw_stamp, read_stamp, strip_height
 from qemu.qmp import QMPError, Runstate
@@ -120,12 +123,18 @@ class QemuGuest(Guest):
         self.boot_to_first_frame: float | None = None
         self.frames = 0
         self._pushed_since_boot = False
+        self._slots = SlotMapper(guest_id)
         self._reset_input_state()
 
     # ------------------------------------------------------------------ Guest API
 
     @property
     def capabilities(self) -> Capabilities:
+        if self.config.multitouch:
+            return Capabilities(
+                multitouch=True, max_pointers=MAX_SLOTS, text_input=True, rotation=True
+            )
+        # single touch, also while a probe has not answered yet (never promise too much)
         return Capabilities(multitouch=False, max_pointers=1, text_input=True, rotation=True)
 
     @property
@@ -141,6 +150,13 @@ class QemuGuest(Guest):
             self.config = replace(
                 self.config, accel=await choose_accel(self.config, self.ready_on_stamp)
             )
+        if self.config.multitouch is None:
+            try:
+                multitouch = await probe_multitouch(self.config)
+            except GuestError:
+                self._set_state(GuestState.FAILED)  # no binary: booting would say the same
+                raise
+            self.config = replace(self.config, multitouch=multitouch)
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self.guest_id)[:40]
         self._run_dir = Path(tempfile.mkdtemp(prefix=f"cloudphone-qemu-{safe_id}-"))
         try:
@@ -392,6 +408,7 @@ class QemuGuest(Guest):
         self._abs: tuple[int, int] | None = None
         self._button = False
         self._pointer: int | None = None
+        self._slots.reset()
 
     def _translate(self, event: InputEvent) -> list[list[QmpEvent]]:
         """QMP event batches for one input, skipping what would not change the guest's state."""
@@ -436,6 +453,9 @@ class QemuGuest(Guest):
         return [events]
 
     def _translate_touch(self, event: TouchEvent) -> list[list[QmpEvent]]:
+        if self.config.multitouch:
+            batch = self._slots.translate(event)
+            return [batch] if batch else []
         if self._pointer is None and event.action == "down":
             self._pointer = event.pointer_id
         if event.pointer_id != self._pointer:
@@ -460,8 +480,8 @@ class QemuGuest(Guest):
 def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
     """`InstancePool` factory: `spec.options` may hold kernel, initrd, disk, append, arch,
     memory (MiB), cpus, accel (tcg, kvm, auto), capture (dbus, vnc), keepalive, binary,
-    boot_timeout, ready_on_stamp; without kernel/disk the recipe image of `arch` (x86_64 or
-    aarch64) is used."""
+    multitouch (true, false; absent: probe the binary), boot_timeout, ready_on_stamp; without
+    kernel/disk the recipe image of `arch` (x86_64 or aarch64) is used."""
     from cloudphone.vm.qemu.image import ARCHES, KERNEL_CMDLINE, ensure_image
 
     options = dict(spec.options)
@@ -492,7 +512,8 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         height=int(spec.height),
         accel=str(options.get("accel", "tcg")),
         capture=str(options.get("capture", "vnc")),
-        binary=options.get("binary"),
+        binary=options.get("binary") or None,
+        multitouch=_optional_bool(options.get("multitouch"), "multitouch"),
     )
     return QemuGuest(
         guest_id,
@@ -501,3 +522,18 @@ def qemu_guest_factory(guest_id: str, spec: Any) -> QemuGuest:
         ready_on_stamp=bool(options.get("ready_on_stamp", recipe)),
         boot_timeout=float(options.get("boot_timeout", 90.0)),
     )
+
+
+_YES = ("true", "yes", "on", "1")
+_NO = ("false", "no", "off", "0")
+
+
+def _optional_bool(value: Any, name: str) -> bool | None:
+    """A TOML/environment flag, or None when absent or "auto"."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _YES + _NO:
+        return value.lower() in _YES
+    raise GuestError(f"qemu option {name} must be true, false or auto, not {value!r}")

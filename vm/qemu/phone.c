@@ -7,7 +7,9 @@
  * flush. Raw ioctls (kernel UAPI headers only, no libdrm) keep it one static binary.
  *
  * What it shows: a status line, the text typed so far, the last key and nav button, a dot
- * trail for touches, and the latency-probe strip of cloudphone.vm.stamp across the top: the
+ * trail for single touch (ABS_X/ABS_Y: QEMU 7.2's virtio-tablet), one coloured stroke per
+ * finger for multi-touch (evdev MT protocol B: ABS_MT_SLOT / ABS_MT_TRACKING_ID /
+ * ABS_MT_POSITION_X/Y, QEMU >= 8.1's virtio-multitouch), and the latency-probe strip of cloudphone.vm.stamp across the top: the
  * "input sequence" field carries the number of input reports this program has applied (one per
  * evdev SYN_REPORT that changed a key or an axis); the host maps that count to the edge's own
  * input sequence numbers. F11 toggles portrait/landscape (a resolution change the host sees).
@@ -36,6 +38,7 @@
 #include "font.h" /* FONT_W, FONT_H, FONT_FIRST, FONT_COUNT, font_alpha[][FONT_H][FONT_W] */
 
 #define MAX_INPUTS 16
+#define MT_SLOTS 16
 #define STAMP_BLOCKS 40
 #define TEXT_MAX 512
 
@@ -60,6 +63,15 @@ static char last_nav[16] = "-";
 static int shift_down;
 static int touch_x = -1, touch_y = -1, touch_down;
 static unsigned touch_count;
+static int touch_is_mt; /* the last touch came from a multi-touch device: strokes, no dot */
+
+/* One finger of a multi-touch device: what the last report left, and what this one changes. */
+struct finger {
+    int tracking_id;        /* -1: no contact */
+    int x, y;               /* last drawn point, screen pixels; -1: none yet */
+    int raw_x, raw_y;       /* device units */
+    int new_id, moved;      /* this report: tracking id changed / position changed */
+};
 
 struct input_dev {
     int fd;
@@ -67,6 +79,9 @@ struct input_dev {
     int abs_min[2], abs_max[2];
     int pending;         /* this report changed something */
     int pending_x, pending_y, pending_btn; /* -1: unchanged */
+    int has_mt, mt_slot; /* multi-touch device; slot the next ABS_MT_* value is for */
+    int mt_min[2], mt_max[2];
+    struct finger fingers[MT_SLOTS];
 };
 static struct input_dev inputs[MAX_INPUTS];
 static int n_inputs;
@@ -288,7 +303,7 @@ static void draw_info(void) {
     snprintf(line, sizeof(line), "key %s nav %s", last_key, last_nav);
     draw_text(8, y_info(), line, FG, BG, buf.width - 16);
     snprintf(line, sizeof(line), "touch %d,%d %s #%u", touch_x, touch_y,
-             touch_down ? "down" : "up", touch_count);
+             touch_down > 1 ? "fingers" : touch_down ? "down" : "up", touch_count);
     draw_text(8, y_info() + FONT_H, line, FG, BG, buf.width - 16);
 }
 
@@ -301,11 +316,28 @@ static void draw_all(void) {
 }
 
 static void draw_touch_dot(void) {
-    if (touch_x < 0 || touch_y < y_touch())
+    if (touch_is_mt || touch_x < 0 || touch_y < y_touch())
         return;
     int r = 14;
     uint32_t color = touch_down ? 0x00ff4040u : 0x0040ff40u;
     fill(touch_x - r, touch_y - r, touch_x + r, touch_y + r, color);
+}
+
+/* One colour per slot, none of them the single-touch red/green. */
+static const uint32_t finger_colors[] = {0x0020d0ffu, 0x00ff40ffu, 0x00ffff40u, 0x0080ff80u,
+                                         0x00ff8020u, 0x00a080ffu, 0x0040ffd0u, 0x00ffffffu};
+
+/* A stroke segment: squares along the line, clipped to the touch area. */
+static void draw_segment(int x0, int y0, int x1, int y1, uint32_t color) {
+    int r = 6, dx = x1 - x0, dy = y1 - y0;
+    int steps = abs(dx) > abs(dy) ? abs(dx) : abs(dy);
+    steps = steps / 3 + 1;
+    for (int i = 0; i <= steps; i++) {
+        int x = x0 + dx * i / steps, y = y0 + dy * i / steps;
+        int top = y - r < y_touch() ? y_touch() : y - r;
+        if (y + r > top)
+            fill(x - r, top, x + r, y + r, color);
+    }
 }
 
 /* ---------------------------------------------------------------- input */
@@ -411,18 +443,86 @@ static void open_inputs(void) {
                     in->abs_max[a] = ai.maximum;
                 }
             }
+            unsigned long absbits[(ABS_CNT + 63) / 64] = {0};
+            ioctl(fd, EVIOCGBIT(EV_ABS, sizeof(absbits)), absbits);
+            in->has_mt = (absbits[ABS_MT_SLOT / 64] >> (ABS_MT_SLOT % 64)) & 1;
+            for (int a = 0; in->has_mt && a < 2; a++) {
+                in->mt_min[a] = 0;
+                in->mt_max[a] = 32767;
+                if (ioctl(fd, EVIOCGABS(ABS_MT_POSITION_X + a), &ai) == 0 &&
+                    ai.maximum > ai.minimum) {
+                    in->mt_min[a] = ai.minimum;
+                    in->mt_max[a] = ai.maximum;
+                }
+            }
+            if (in->has_mt && ioctl(fd, EVIOCGABS(ABS_MT_SLOT), &ai) == 0)
+                in->mt_slot = ai.value;
+            for (int f = 0; f < MT_SLOTS; f++)
+                in->fingers[f] = (struct finger){.tracking_id = -1, .x = -1, .y = -1};
         }
         char name[64] = "?";
         ioctl(fd, EVIOCGNAME(sizeof(name)), name);
-        fprintf(stderr, "phone: input %s: %s%s\n", path, name, in->has_abs ? " (abs)" : "");
+        fprintf(stderr, "phone: input %s: %s%s\n", path, name,
+                in->has_mt ? " (multi-touch)" : in->has_abs ? " (abs)" : "");
     }
     closedir(d);
 }
 
-static int scale_axis(struct input_dev *in, int a, int v, int size) {
-    long span = (long)in->abs_max[a] - in->abs_min[a];
-    long p = ((long)v - in->abs_min[a]) * (size - 1) / (span ? span : 1);
+static int scale_range(int min, int max, int v, int size) {
+    long span = (long)max - min;
+    long p = ((long)v - min) * (size - 1) / (span ? span : 1);
     return (int)(p < 0 ? 0 : p >= size ? size - 1 : p);
+}
+
+static int scale_axis(struct input_dev *in, int a, int v, int size) {
+    return scale_range(in->abs_min[a], in->abs_max[a], v, size);
+}
+
+/* One ABS_MT_* value for the current slot (the kernel sends only values that changed). */
+static void mt_event(struct input_dev *in, int code, int value) {
+    if (code == ABS_MT_SLOT) {
+        in->mt_slot = value;
+        return;
+    }
+    if (in->mt_slot < 0 || in->mt_slot >= MT_SLOTS)
+        return; /* a slot this program does not draw; still counted as a report */
+    struct finger *f = &in->fingers[in->mt_slot];
+    if (code == ABS_MT_TRACKING_ID) {
+        f->tracking_id = value;
+        f->new_id = 1;
+    } else if (code == ABS_MT_POSITION_X) {
+        f->raw_x = value;
+        f->moved = 1;
+    } else if (code == ABS_MT_POSITION_Y) {
+        f->raw_y = value;
+        f->moved = 1;
+    }
+}
+
+/* End of a report: extend each changed finger's stroke; a new contact starts a new one. */
+static void mt_apply(struct input_dev *in) {
+    int down = 0;
+    for (int s = 0; s < MT_SLOTS; s++) {
+        struct finger *f = &in->fingers[s];
+        if (f->new_id && f->tracking_id >= 0) {
+            f->x = f->y = -1; /* a new finger: no segment from the last one's end */
+            touch_count++;
+        }
+        if ((f->new_id || f->moved) && (f->tracking_id >= 0 || f->moved)) {
+            int x = scale_range(in->mt_min[0], in->mt_max[0], f->raw_x, buf.width);
+            int y = scale_range(in->mt_min[1], in->mt_max[1], f->raw_y, buf.height);
+            uint32_t color = finger_colors[s % (sizeof(finger_colors) / sizeof(*finger_colors))];
+            draw_segment(f->x < 0 ? x : f->x, f->x < 0 ? y : f->y, x, y, color);
+            f->x = x;
+            f->y = y;
+            touch_x = x;
+            touch_y = y;
+        }
+        f->new_id = f->moved = 0;
+        down += f->tracking_id >= 0;
+    }
+    touch_down = down;
+    touch_is_mt = 1;
 }
 
 /* Reads what is queued on one device; returns 1 when a report changed what is shown. */
@@ -435,7 +535,11 @@ static int read_input(struct input_dev *in, int *redraw_all) {
             break;
         for (size_t i = 0; i < (size_t)n / sizeof(ev[0]); i++) {
             struct input_event *e = &ev[i];
-            if (e->type == EV_ABS && (e->code == ABS_X || e->code == ABS_Y)) {
+            if (e->type == EV_ABS && in->has_mt && e->code >= ABS_MT_SLOT &&
+                e->code <= ABS_MT_TOOL_Y) {
+                mt_event(in, e->code, e->value);
+                in->pending = 1;
+            } else if (e->type == EV_ABS && (e->code == ABS_X || e->code == ABS_Y)) {
                 if (e->code == ABS_X) in->pending_x = e->value;
                 else in->pending_y = e->value;
                 in->pending = 1;
@@ -448,11 +552,15 @@ static int read_input(struct input_dev *in, int *redraw_all) {
                 apply_key(e->code, e->value, redraw_all);
                 in->pending = 1;
             } else if (e->type == EV_SYN && e->code == SYN_REPORT && in->pending) {
+                if (in->has_mt)
+                    mt_apply(in);
+                if (in->pending_x >= 0 || in->pending_y >= 0)
+                    touch_is_mt = 0;
                 if (in->pending_x >= 0)
                     touch_x = scale_axis(in, 0, in->pending_x, buf.width);
                 if (in->pending_y >= 0)
                     touch_y = scale_axis(in, 1, in->pending_y, buf.height);
-                if (in->pending_btn >= 0) {
+                if (in->pending_btn >= 0 && !in->has_mt) { /* MT: BTN_TOUCH follows fingers */
                     touch_down = in->pending_btn;
                     if (touch_down)
                         touch_count++;

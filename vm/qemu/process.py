@@ -5,6 +5,13 @@ sockets appearing, or reaping. Everything a process owns lives in one per-instan
 directory (QMP and VNC unix sockets, serial log, QEMU's stderr), removed on stop. QEMU gets
 `PR_SET_PDEATHSIG` so it cannot outlive a crashed edge, and `stop` always reaps it: no zombies,
 no orphans. Only 127.0.0.1/unix sockets are used: no `-netdev`, VNC on a unix socket.
+
+A binary outside /usr (QEMU unpacked from Debian packages without installing them, e.g. the
+bookworm-backports QEMU that scripts/install-system-deps.sh puts in .cache/qemu-backports)
+still looks for firmware and modules under its compiled-in /usr paths, where the system
+QEMU's (older) files live. So for such a binary, `-L` names its own share/qemu and
+share/seabios first and `QEMU_MODULE_DIR` its own module folder: installed side by side,
+neither QEMU loads the other's files.
 """
 
 from __future__ import annotations
@@ -53,10 +60,90 @@ class QemuConfig:
     # or "dbus" (-display dbus,p2p=yes: QEMU pushes damage, no keepalive traffic when idle)
     capture: str = "vnc"
     binary: str | None = None  # default: qemu-system-<arch> on PATH
+    # touch device: True virtio-multitouch-pci (QEMU >= 8.1), False virtio-tablet-pci (one
+    # pointer), None: QemuGuest probes the binary (`probe_multitouch`) before booting
+    multitouch: bool | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def binary_name(self) -> str:
         return self.binary or f"qemu-system-{self.arch}"
+
+
+def _unpacked_prefix(binary: str) -> Path | None:
+    """The /usr-like tree an unpacked (not installed) QEMU came from, or None for /usr."""
+    prefix = Path(binary).resolve().parent.parent
+    if prefix == Path("/usr") or not (prefix / "share" / "qemu").is_dir():
+        return None
+    return prefix
+
+
+def private_paths(binary: str) -> tuple[list[str], dict[str, str]]:
+    """Extra arguments and environment that keep an unpacked QEMU on its own files."""
+    prefix = _unpacked_prefix(binary)
+    if prefix is None:
+        return [], {}
+    args: list[str] = []
+    for data in (prefix / "share" / "qemu", prefix / "share" / "seabios"):
+        if data.is_dir():
+            args += ["-L", str(data)]
+    env: dict[str, str] = {}
+    modules = next(iter(sorted((prefix / "lib").glob("*/qemu"))), None)
+    if modules is not None:
+        env["QEMU_MODULE_DIR"] = str(modules)
+    return args, env
+
+
+def resolve_binary(config: QemuConfig) -> str:
+    """The absolute path of the configured QEMU; GuestError when there is none."""
+    binary = shutil.which(config.binary_name())
+    if binary is None:
+        package = _QEMU_PACKAGES.get(config.arch, "the qemu-system-* package for it")
+        raise GuestError(f"{config.binary_name()} not found: apt-get install {package}")
+    return os.path.abspath(binary)
+
+
+_multitouch_probes: dict[str, bool] = {}
+
+
+async def probe_multitouch(config: QemuConfig, timeout: float = 15.0) -> bool:
+    """Whether the configured binary has `virtio-multitouch-pci` (QEMU >= 8.1), asked of the
+    binary itself (`-device virtio-multitouch-pci,help`), never guessed from a version string;
+    cached per binary. A failing probe counts as "no": single touch still works."""
+    binary = resolve_binary(config)
+    cached = _multitouch_probes.get(binary)
+    if cached is not None:
+        return cached
+    extra, env = private_paths(binary)
+    argv = [binary, *extra, "-machine", "none", "-nodefaults", "-display", "none"]
+    argv += ["-device", "virtio-multitouch-pci,help"]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()  # the probe process we just started
+            await proc.wait()
+            raise
+    except (OSError, TimeoutError) as exc:
+        log.warning("%s: multi-touch probe failed (%r); assuming single touch", binary, exc)
+        return False
+    # QEMU 7.2 says "Device 'virtio-multitouch-pci' not found" on stderr and still exits 0
+    found = out.decode(errors="replace").lstrip().startswith("virtio-multitouch-pci options")
+    log.info(
+        "%s: %s",
+        binary,
+        "multi-touch (virtio-multitouch-pci)"
+        if found
+        else f"single touch ({err.decode(errors='replace').strip()[:120] or 'no device'})",
+    )
+    _multitouch_probes[binary] = found
+    return found
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -90,10 +177,7 @@ class QemuProcess:
     def argv(self) -> list[str]:
         """The full command line (also handy to print for debugging a guest by hand)."""
         c = self.config
-        binary = shutil.which(c.binary_name())
-        if binary is None:
-            package = _QEMU_PACKAGES.get(c.arch, "the qemu-system-* package for it")
-            raise GuestError(f"{c.binary_name()} not found: apt-get install {package}")
+        binary = resolve_binary(c)
         for label, path in (("kernel", c.kernel), ("initrd", c.initrd), ("disk", c.disk)):
             if path is not None and not Path(path).is_file():
                 raise GuestError(f"qemu {label} image {path} does not exist (make qemu-image?)")
@@ -101,7 +185,8 @@ class QemuProcess:
             raise GuestError(f"unknown qemu capture path {c.capture!r}: vnc or dbus")
         if c.kernel is None and c.disk is None:
             raise GuestError("qemu guest needs a kernel or a disk image")
-        args = [binary, "-accel", c.accel, "-m", str(c.memory_mb), "-smp", str(c.cpus)]
+        args = [binary, *private_paths(binary)[0]]
+        args += ["-accel", c.accel, "-m", str(c.memory_mb), "-smp", str(c.cpus)]
         args += ["-nodefaults", "-no-user-config", "-no-reboot"]
         args += ["-display", "dbus,p2p=yes" if c.capture == "dbus" else "none"]
         if c.arch == "aarch64":
@@ -112,7 +197,8 @@ class QemuProcess:
         else:
             raise GuestError(f"unsupported qemu arch {c.arch!r}: x86_64 or aarch64")
         args += display
-        args += ["-device", "virtio-tablet-pci", "-device", "virtio-keyboard-pci"]
+        touch = "virtio-multitouch-pci" if c.multitouch else "virtio-tablet-pci"
+        args += ["-device", touch, "-device", "virtio-keyboard-pci"]
         if c.kernel is not None:
             args += ["-kernel", str(c.kernel)]
             # bochs (VGA) and virtio-gpu both name their one connector Virtual-1 (checked in
@@ -138,6 +224,7 @@ class QemuProcess:
         for path in (self.qmp_path, self.vnc_path):
             path.unlink(missing_ok=True)
         log.info("starting %s", " ".join(argv))
+        env = private_paths(argv[0])[1]
         err = os.open(self.stderr_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -147,6 +234,7 @@ class QemuProcess:
                 stderr=err,
                 preexec_fn=_set_pdeathsig,
                 start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
         finally:
             os.close(err)
