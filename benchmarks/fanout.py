@@ -118,6 +118,10 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
         system = (cpu1.system - cpu0.system) / elapsed * 100
         cpu = user + system
         encoded_fps = (_encoded(after) - _encoded(before)) / elapsed
+        sent_bytes = sum(int(s.get("bytesOut", 0)) for s in after["streams"].values()) - sum(
+            int(s.get("bytesOut", 0)) for s in before["streams"].values()
+        )
+        targets = [int(s.get("bitrateTarget", 0)) for s in after["streams"].values()]
         return {
             "viewers": count,
             "watermark": watermark,
@@ -127,6 +131,9 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             "encoders": after["encoders"],
             "encoded_fps_all_encoders": round(encoded_fps, 1),
             "owner_fps": round(owner_fps, 1),
+            # what one viewer receives: the more bits, the more RTP packets each viewer costs
+            "stream_kbps": round(sent_bytes * 8 / elapsed / 1000, 1),
+            "bitrate_targets": targets,
             "edge_cpu_ms_per_owner_frame": round(cpu * 10 / max(owner_fps, 0.1), 2),
             "loop_lag": after["loopLag"],
         }

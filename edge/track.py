@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from cloudphone.codecs import EncodedPacket
-from cloudphone.edge import packetizer
+from cloudphone.edge import ntp_clock, packetizer
 from cloudphone.edge.packetizer import PacketizedPicture
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class EncodedVideoTrack(MediaStreamTrack):
     def __init__(self, pipeline: Pipeline, mark: str | None = None) -> None:
         super().__init__()
         packetizer.install()
+        ntp_clock.install()
         self._pipeline = pipeline
         self.mark = mark  # watermark label drawn into this viewer's picture (own encode)
         self._codec: asyncio.Future[str] = asyncio.get_running_loop().create_future()
