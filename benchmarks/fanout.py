@@ -42,6 +42,8 @@ from cloudphone.edge.ice import configure_host_addresses
 from .common import append_results_row, drag, results_dir, save_json
 from .stream import start_edge
 
+PINNED_BITRATE = 2_500_000
+
 
 async def _watch(port: int, count: int, invites: bool, seconds: float) -> None:
     """The watchers, in their own process (`--watch`) so their decoding does not slow the owner
@@ -146,10 +148,17 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
 
 
 def measure(count: int, watermark: str, seconds: float, size: str) -> dict[str, Any]:
-    """One run on a fresh edge whose default policy has `watermark`."""
+    """One run on a fresh edge whose default policy has `watermark`. The bitrate is pinned
+    (min = max): the watchers share two cores with the edge, fall behind when there are many,
+    and their REMB would then cut the stream to the minimum -- fewer packets per viewer, a
+    flattering comparison. Every viewer count must cost out the same stream."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "edge.toml"
-        config.write_text(f'policy = {{ watermark = "{watermark}" }}\n')
+        config.write_text(
+            f"bitrate = {PINNED_BITRATE}\nmin_bitrate = {PINNED_BITRATE}\n"
+            f"max_bitrate = {PINNED_BITRATE}\n"
+            f'policy = {{ watermark = "{watermark}" }}\n'
+        )
         return asyncio.run(run(count, watermark, seconds, size, str(config)))
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from cloudphone.edge import rtp_send_loop
 from cloudphone.edge.audio_track import (
     PassthroughAudioTrack,
     add_audio_transceiver,
@@ -154,6 +155,7 @@ class PeerSession:
         preferred += [c for c in capabilities if c.mimeType == "video/rtx"]
         transceiver.setCodecPreferences(preferred)
         watch_feedback(transceiver.sender, self._on_keyframe_request, self._on_bandwidth)
+        rtp_send_loop.install(transceiver.sender)
         if self.options.playout_delay is not None:
             offer_playout_delay()
             send_playout_delay(transceiver.sender, *self.options.playout_delay)

@@ -1,14 +1,20 @@
-"""The two places where the edge changes how aiortc sends RTP: its encoder lookup (pre-packetised
-pictures) and its NTP clock. Both must keep aiortc's own behaviour for everything else."""
+"""Where the edge changes how aiortc sends RTP: its encoder lookup (pre-packetised pictures),
+its NTP clock and the per-viewer send loop. Each must keep aiortc's behaviour for the rest."""
 
 from __future__ import annotations
+
+import asyncio
+import functools
 
 from aiortc import clock, rtcrtpsender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 from cloudphone.codecs import EncodedPacket
 from cloudphone.edge import ntp_clock, packetizer
+
+from tests.conftest import Edge, eventually
 
 
 def test_ntp_clock_matches_aiortcs_datetime_clock() -> None:
@@ -41,3 +47,30 @@ def test_video_senders_get_prepacketised_payloads_and_audio_keeps_aiortcs_encode
     expected = H264Encoder().pack(packetizer.as_av_packet(item))
     assert (picture.payloads, picture.timestamp) == expected
     assert video.pack(picture) == expected
+
+
+async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
+    """Sender reports, NACK retransmissions and stop() rely on state the loop must keep."""
+    client = await edge.viewer(codec="h264")
+    client.touch("down", 0.1, 0.5)
+    for i in range(200):
+        if client.frames_received >= 15:
+            break
+        client.touch("move", 0.1 + (i % 80) / 100, 0.5)
+        await asyncio.sleep(1 / 40)
+    assert client.frames_received >= 15
+    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    sender = session.peer_connection.getSenders()[0]
+    assert isinstance(sender._run_rtp, functools.partial)  # the lean loop is installed
+    stats = await sender.getStats()
+    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent >= 15 and outbound.bytesSent > 1000
+    history: dict[int, RtpPacket] = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+    assert history
+    packet = next(iter(history.values()))
+    dtls = sender.transport
+    before = dtls._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+    await sender._retransmit(packet.sequence_number)  # what a NACK for that packet triggers
+    assert dtls._RTCDtlsTransport__tx_packets == before + 1  # type: ignore[attr-defined]
+    await client.close()
+    await eventually(lambda: not edge.node.sessions)  # stop() saw the loop exit
