@@ -18,6 +18,7 @@ import pytest
 from cloudphone.edge.app import NODE
 from cloudphone.edge.audit import AuditLog, AuditSink
 from cloudphone.edge.client import PhoneClient, SignalingError
+from cloudphone.edge.control.audit_db import StoredAudit
 from cloudphone.edge.control.invites_db import StoredInvites
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.policies_db import StoredPolicyBook
@@ -448,3 +449,30 @@ async def test_stored_policies_that_this_version_refuses_are_skipped(
         assert book.for_phone("x").clipboard == "both"
     finally:
         await store.close()
+
+
+async def test_audit_entries_older_than_the_retention_are_pruned(tmp_path: Path) -> None:
+    db = SQLiteStore(str(tmp_path / "audit.db"))
+    await db.open()
+    try:
+        audit = StoredAudit(db, retention_days=30)
+        now = 100 * 86400
+        old = {"at": now - 31 * 86400, "phone": "phone-1", "actor": "a", "action": "session/open"}
+        recent = {
+            "at": now - 29 * 86400,
+            "phone": "phone-1",
+            "actor": "b",
+            "action": "session/open",
+        }
+        await audit.write([old, recent])
+        await audit.prune(now)
+        assert [e["actor"] for e in await audit.entries(orgs=None)] == ["b"]
+        await audit.write([old])
+        await audit.prune(now + 60)  # pruned at most once an hour
+        assert len(await audit.entries(orgs=None)) == 2
+        await audit.prune(now + 3600)
+        assert [e["actor"] for e in await audit.entries(orgs=None)] == ["b"]
+        await StoredAudit(db, retention_days=0).prune(now * 10)  # 0: keep forever
+        assert len(await audit.entries(orgs=None)) == 1
+    finally:
+        await db.close()

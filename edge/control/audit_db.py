@@ -42,8 +42,19 @@ def _like_prefix(text: str) -> str:
 class StoredAudit:
     """The `AuditSink` of the control plane, and its reader."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, retention_days: int = 0) -> None:
         self.store = store
+        self.retention_days = retention_days
+        self._next_prune = 0
+
+    async def prune(self, now: int) -> None:
+        """Delete entries older than the retention (at most once an hour: a billing chore runs
+        every few seconds). Without it the table only grows."""
+        if self.retention_days <= 0 or now < self._next_prune:
+            return
+        self._next_prune = now + 3600
+        async with self.store.transaction() as tx:
+            await tx.execute("DELETE FROM audit WHERE at < ?", (now - self.retention_days * 86400,))
 
     async def write(self, entries: Sequence[Mapping[str, Any]]) -> None:
         async with self.store.transaction() as tx:

@@ -113,6 +113,8 @@ class ControlConfig:
     ip_fail_limit: int = 20  # per client address
     codes_per_window: int = 5  # verification codes sent per account per window
     connect_token_ttl_s: int = 60
+    # Audit entries older than this are deleted (checked hourly); 0 keeps them forever.
+    audit_retention_days: int = 365
     # Where notices go: "console", "jsonl:<path>" or "webhook:<url>".
     notify: str = "console"
 

@@ -184,4 +184,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX audit_phone ON audit(phone_id, id)",
         "CREATE INDEX audit_org ON audit(org_id, id)",
     ],
+    # 4: the audit log is kept for `audit_retention_days`; pruning finds old entries by time.
+    [
+        "CREATE INDEX audit_at ON audit(at)",
+    ],
 ]

@@ -91,7 +91,8 @@ class ControlPlane:
         # policy book (the edge's, or a fresh one) keeps its policies here and reloads who owns
         # which phone whenever the directory changes that.
         self.invite_store = StoredInvites(store, self.clock.now)
-        self.audit_store = StoredAudit(store)
+        self.audit_store = StoredAudit(store, self.config.audit_retention_days)
+        self.billing.chores.append(self.audit_store.prune)
         self.policies = policies if policies is not None else PolicyBook()
         self.policies.store = StoredPolicyBook(store, self.clock.now)
         self.directory.changed.append(self.policies.load)
