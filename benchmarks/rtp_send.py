@@ -30,7 +30,7 @@ from aiortc.rtcrtpparameters import (
 from cloudphone.codecs import EncodedPacket
 from cloudphone.edge import ntp_clock, packetizer, rtp_send_loop
 from cloudphone.edge.packetizer import PacketizedPicture
-from cloudphone.edge.playout_delay import PLAYOUT_DELAY_URI, _PlayoutDelayMap, encode_playout_delay
+from cloudphone.edge.playout_delay import PLAYOUT_DELAY_URI, send_playout_delay
 
 from .common import append_results_row, results_dir, save_json
 
@@ -82,9 +82,8 @@ async def one_run(lean: bool, pictures: int, payloads: list[bytes]) -> float:
     packet = EncodedPacket(b"".join(payloads), "h264", False, 3000, 720, 1280, 0.0, 0.0)
     picture = PacketizedPicture(packet, payloads, 3000)
     sender = RTCRtpSender(_Pictures(picture, pictures), _CountingTransport())  # type: ignore[arg-type]
-    extensions = _PlayoutDelayMap(encode_playout_delay(0, 100))
-    extensions.configure(EXTENSIONS)
-    sender._RTCRtpSender__rtp_header_extensions_map = extensions  # type: ignore[attr-defined]
+    send_playout_delay(sender, 0, 100)  # as a session does; aiortc configures it on send()
+    sender._RTCRtpSender__rtp_header_extensions_map.configure(EXTENSIONS)  # type: ignore[attr-defined]
     sender._RTCRtpSender__mid = "0"  # type: ignore[attr-defined]
     if lean:
         assert rtp_send_loop.install(sender)

@@ -52,8 +52,12 @@ class SignalingServer:
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
         self.announced = tuple((announced_addresses or {}).items())
-        self.connections = 0
         self._sockets: set[web.WebSocketResponse] = set()
+
+    @property
+    def connections(self) -> int:
+        """Open signaling WebSockets."""
+        return len(self._sockets)
 
     async def close_all(self) -> None:
         """Say goodbye (1001 going away) to every client: the edge is stopping. Without it a
@@ -70,13 +74,11 @@ class SignalingServer:
         # aiohttp closes with 1009 above max_msg_size; between 64 KiB and that we answer first.
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * MAX_MESSAGE_BYTES)
         await ws.prepare(request)
-        self.connections += 1
         self._sockets.add(ws)
         peer = request.remote or "?"
         try:
             await _Connection(self, ws, peer).run()
         finally:
-            self.connections -= 1
             self._sockets.discard(ws)
         return ws
 

@@ -90,3 +90,13 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {check}")
         await asyncio.sleep(interval)
+
+
+async def drag_until(client: PhoneClient, done: Callable[[], bool], moves: int = 200) -> None:
+    """Move pointer 0 (already down) in a zig-zag at 40 Hz until `done()` holds or `moves` are
+    sent: the simulated phone renders on change, so this is how a test gets frames."""
+    for i in range(moves):
+        if done():
+            return
+        client.touch("move", 0.1 + (i % 80) / 100, 0.5 + (i % 7) / 100)
+        await asyncio.sleep(1 / 40)

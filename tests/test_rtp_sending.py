@@ -3,7 +3,6 @@ its NTP clock and the per-viewer send loop. Each must keep aiortc's behaviour fo
 
 from __future__ import annotations
 
-import asyncio
 import functools
 
 from aiortc import clock, rtcrtpsender
@@ -14,7 +13,7 @@ from aiortc.rtp import RtpPacket
 from cloudphone.codecs import EncodedPacket
 from cloudphone.edge import ntp_clock, packetizer
 
-from tests.conftest import Edge, eventually
+from tests.conftest import Edge, drag_until, eventually
 
 
 def test_ntp_clock_matches_aiortcs_datetime_clock() -> None:
@@ -53,11 +52,7 @@ async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
     """Sender reports, NACK retransmissions and stop() rely on state the loop must keep."""
     client = await edge.viewer(codec="h264")
     client.touch("down", 0.1, 0.5)
-    for i in range(200):
-        if client.frames_received >= 15:
-            break
-        client.touch("move", 0.1 + (i % 80) / 100, 0.5)
-        await asyncio.sleep(1 / 40)
+    await drag_until(client, lambda: client.frames_received >= 15)
     assert client.frames_received >= 15
     session = edge.node.sessions[next(iter(edge.node.sessions))]
     sender = session.peer_connection.getSenders()[0]

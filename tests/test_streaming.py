@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from cloudphone.vm.simulated.ui import Layout
 
-from tests.conftest import Edge, eventually
+from tests.conftest import Edge, drag_until, eventually
 
 
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
@@ -17,11 +17,7 @@ async def test_viewer_receives_phone_sized_frames(edge: Edge, codec: str) -> Non
     assert client.welcome["screen"] == {"width": 720, "height": 1280, "rotation": 0}
     # The phone renders on change: drag a finger so that it has something to show.
     client.touch("down", 0.1, 0.5)
-    for i in range(200):
-        if client.frames_received >= 30:
-            break
-        client.touch("move", 0.1 + (i % 80) / 100, 0.5 + (i % 7) / 100)
-        await asyncio.sleep(1 / 40)
+    await drag_until(client, lambda: client.frames_received >= 30)
     assert client.frames_received >= 30
     frame = await client.frames.get()
     assert (frame.width, frame.height) == (720, 1280)
@@ -80,11 +76,11 @@ async def test_viewers_of_a_stream_share_one_packetisation(edge: Edge, codec: st
 
     packetized0, published0, received0 = snapshot()
     owner.touch("down", 0.1, 0.5)
-    for i in range(400):
-        if all(c.frames_received - r >= 20 for c, r in zip(clients, received0, strict=True)):
-            break
-        owner.touch("move", 0.1 + (i % 80) / 100, 0.5 + (i % 7) / 100)
-        await asyncio.sleep(1 / 40)
+    await drag_until(
+        owner,
+        lambda: all(c.frames_received - r >= 20 for c, r in zip(clients, received0, strict=True)),
+        moves=400,
+    )
     await asyncio.sleep(0.3)
     packetized1, published1, received1 = snapshot()
     received = [b - a for a, b in zip(received0, received1, strict=True)]
