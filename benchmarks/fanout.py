@@ -45,6 +45,12 @@ from .stream import start_edge
 PINNED_BITRATE = 2_500_000
 
 
+def _loop_thread_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of the edge's main thread, which runs its event loop (its id is the pid)."""
+    thread = next((t for t in proc.threads() if t.id == proc.pid), None)
+    return thread.user_time + thread.system_time if thread is not None else 0.0
+
+
 async def _watch(port: int, count: int, invites: bool, seconds: float) -> None:
     """The watchers, in their own process (`--watch`) so their decoding does not slow the owner
     that drives the screen. Prints `ready` once every watcher decodes frames."""
@@ -111,8 +117,10 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             before = await _pipeline(http, port)
             received = owner.frames_received
             cpu0 = proc.cpu_times()
+            loop0 = _loop_thread_cpu(proc)
             _, elapsed = await drag(owner, seconds, hz=30)
             cpu1 = proc.cpu_times()
+            loop1 = _loop_thread_cpu(proc)
             after = await _pipeline(http, port)
             owner_fps = (owner.frames_received - received) / elapsed
             await owner.close()
@@ -130,6 +138,9 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             "edge_cpu_percent": round(cpu, 1),
             "edge_cpu_user_percent": round(user, 1),
             "edge_cpu_system_percent": round(system, 1),
+            # the event loop's own thread (aiortc, aioice, SRTP: where viewers cost); the rest
+            # is the render and encoder threads
+            "edge_cpu_loop_thread_percent": round((loop1 - loop0) / elapsed * 100, 1),
             "encoders": after["encoders"],
             "encoded_fps_all_encoders": round(encoded_fps, 1),
             "owner_fps": round(owner_fps, 1),
@@ -177,6 +188,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 r["edge_cpu_ms_per_owner_frame"] for r in plain if r["viewers"] == n
             ),
             "owner_fps": _median(r["owner_fps"] for r in plain if r["viewers"] == n),
+            "edge_cpu_loop_thread_percent": _median(
+                r["edge_cpu_loop_thread_percent"] for r in plain if r["viewers"] == n
+            ),
+            "edge_cpu_system_percent": _median(
+                r["edge_cpu_system_percent"] for r in plain if r["viewers"] == n
+            ),
         }
         for n in counts
     }
@@ -296,7 +313,8 @@ def main() -> None:
     save_json(out / f"{name}.json", result)
     plot(result, out / f"{name}.png")
     cells = [
-        f"{n} viewers {v['edge_cpu_percent']} % ({v['owner_fps']} fps)"
+        f"{n} viewers {v['edge_cpu_percent']} % ({v['owner_fps']} fps; loop thread "
+        f"{v['edge_cpu_loop_thread_percent']} %, kernel {v['edge_cpu_system_percent']} %)"
         for n, v in summary["by_viewers"].items()
     ]
     cells.append(
