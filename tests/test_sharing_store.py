@@ -19,6 +19,7 @@ from cloudphone.edge.app import NODE
 from cloudphone.edge.audit import AuditLog, AuditSink
 from cloudphone.edge.client import PhoneClient, SignalingError
 from cloudphone.edge.control.audit_db import StoredAudit
+from cloudphone.edge.control.config import ControlConfig
 from cloudphone.edge.control.invites_db import StoredInvites
 from cloudphone.edge.control.openapi import openapi_document
 from cloudphone.edge.control.policies_db import StoredPolicyBook
@@ -476,3 +477,10 @@ async def test_audit_entries_older_than_the_retention_are_pruned(tmp_path: Path)
         assert len(await audit.entries(orgs=None)) == 1
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("days", [-1, "365", 1.5, True])
+def test_a_bad_audit_retention_is_refused_at_start(days: object) -> None:
+    with pytest.raises(ValueError, match="audit_retention_days"):
+        ControlConfig.from_dict({"audit_retention_days": days})
+    assert ControlConfig.from_dict({"audit_retention_days": 0}).audit_retention_days == 0

@@ -118,6 +118,12 @@ class ControlConfig:
     # Where notices go: "console", "jsonl:<path>" or "webhook:<url>".
     notify: str = "console"
 
+    def __post_init__(self) -> None:
+        # checked here, not when the hourly prune first runs inside the billing tick
+        days = self.audit_retention_days
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValueError(f"audit_retention_days must be a whole number >= 0, not {days!r}")
+
     def region(self, name: object) -> Region | None:
         return next((r for r in self.regions if r.name == name), None)
 
