@@ -1,17 +1,28 @@
-"""A per-viewer RTP send loop that does less Python per packet than aiortc's.
+"""Per-viewer RTP sending with less Python per packet than aiortc's, in one pass per picture.
 
 Why: with pictures packetised once per stream (`packetizer`), what each extra viewer costs is
 aiortc's `RTCRtpSender._run_rtp`. Per packet it builds the header extensions (our playout-delay
 entry is unpacked and re-packed each time), reads the NTP clock twice through `datetime`, and
 serialises an `RtpPacket`; profiled with 20 viewers that was about 40 % of the event loop. The
 extensions are the same for every packet of a picture except abs-send-time, which moves by
-microseconds within one picture's burst (the field's resolution is 3.8 us); so this loop builds
-them once per picture and per packet packs only the 12-byte fixed header.
+microseconds within one picture's burst (the field's resolution is 3.8 us); so `LeanRtpSender`
+builds them once per sender and per picture patches three bytes, and per packet packs only the
+12-byte fixed header.
+
+aiortc's sender also pulls each picture from its track in its own task, so a picture published
+to twenty viewers woke twenty tasks, and each packet then went down five coroutine layers (DTLS,
+ICE transport, aioice connection, protocol, socket). None of them waits when the viewer's ICE
+pair is a plain UDP socket (a host or server-reflexive candidate): the track hands the picture
+to `LeanRtpSender.send_now` as the pipeline publishes it, which protects (SRTP) and writes every
+packet right there -- one pass over all the viewers per picture, no task switch. A pair that
+wraps packets (TURN relay) or a connection that is not up declines, and the picture takes the
+queued path, the same packets through aiortc's coroutines.
 
 Everything aiortc reads elsewhere stays current: the retransmission history (NACK, RTX), the
-sender-report counters and timestamps, the events `RTCRtpSender.stop()` waits on. That state is
-private (name-mangled) in aiortc, so `install()` first checks every name it uses and leaves
-aiortc's own loop in place, with a warning, when one is missing (say, after an upgrade).
+sender-report counters and timestamps, the DTLS transport's byte counters, the events
+`RTCRtpSender.stop()` waits on. That state is private (name-mangled) in aiortc, so `install()`
+first checks every name it uses and leaves aiortc's own loop in place, with a warning, when one
+is missing (say, after an upgrade).
 """
 
 from __future__ import annotations
@@ -20,14 +31,19 @@ import asyncio
 import functools
 import logging
 import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from aioice.ice import StunProtocol
 from aiortc import RTCRtpSender, clock
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, RtpPacket
 from aiortc.utils import random32, uint16_add, uint32_add
+from cloudphone.edge.packetizer import PacketizedPicture
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +61,9 @@ _STATE = (
     "__track",
     "__encoder",
 )
+_DTLS_STATE = ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 _FIXED_HEADER = struct.Struct("!BBHLL")
+_ABS_SEND_TIME_PROBE = 0xA5C3E1  # a value whose three bytes appear nowhere else in the template
 
 
 def install(sender: RTCRtpSender) -> bool:
@@ -66,14 +84,137 @@ def _set(sender: RTCRtpSender, name: str, value: object) -> None:
     setattr(sender, _PREFIX + name, value)
 
 
+class LeanRtpSender:
+    """One viewer's RTP state (sequence numbers, timestamp origin, header template) and its two
+    ways to send a picture: `send_now` (synchronous, plain UDP) and `send` (queued, any pair)."""
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        assert codec.payloadType is not None  # negotiated before aiortc starts the loop
+        self._sender = sender
+        self._payload_type = codec.payloadType
+        self._history: dict[int, RtpPacket] = _get(sender, "__rtp_history")
+        self._sequence_number = random_sequence_number()
+        self._timestamp_origin = random32()
+        self._template: tuple[str | None, bytes, int] | None = None  # (mid, tail, offset)
+        self._direct_ok = all(hasattr(sender.transport, name) for name in _DTLS_STATE)
+        self._direct_failed = False
+
+    # -- the two paths ---------------------------------------------------------------------
+
+    def send_now(self, picture: PacketizedPicture) -> bool:
+        """Protect and write `picture` now, if the viewer's pair is a plain UDP socket.
+        False: not possible here (not connected, relayed pair); queue it for `send`."""
+        if not self._direct_ok or self._direct_failed:
+            return False
+        dtls = self._sender.transport
+        if dtls._state != DtlsState.CONNECTED or dtls._tx_srtp is None:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or type(pair.protocol) is not StunProtocol:
+            return False
+        udp = pair.protocol.transport
+        if udp is None or udp.is_closing():
+            return False
+        if not self._sender._enabled:
+            return True  # aiortc drops pictures for a disabled sender; so do we
+        protect = dtls._tx_srtp.protect
+        address = pair.remote_addr
+        sent = count = 0
+        try:
+            for packet in self._packets(picture.payloads, picture.timestamp):
+                data = protect(packet)
+                udp.sendto(data, address)
+                sent += len(data)
+                count += 1
+        except Exception:  # a broken socket or SRTP context: the queued path decides from here
+            log.exception("direct RTP send failed; this viewer continues on the queued path")
+            self._direct_failed = True
+        _count_dtls(dtls, sent, count)
+        return True
+
+    async def send(self, payloads: list[bytes], timestamp: int) -> None:
+        """The queued path: the same packets through aiortc's DTLS and ICE coroutines."""
+        transport = self._sender.transport
+        for packet in self._packets(payloads, timestamp):
+            await transport._send_rtp(packet)
+
+    # -- shared ----------------------------------------------------------------------------
+
+    def _packets(self, payloads: list[bytes], timestamp: int) -> Iterator[bytes]:
+        """The RTP packets of one picture; keeps aiortc's history and SR counters current."""
+        sender = self._sender
+        timestamp = uint32_add(self._timestamp_origin, timestamp)
+        first_byte, tail, extensions = self._header_tail()
+        payload_type = self._payload_type
+        ssrc = sender._ssrc
+        history = self._history
+        sequence_number = self._sequence_number
+        last = len(payloads) - 1
+        octets = 0
+        for i, payload in enumerate(payloads):
+            marker = 1 if i == last else 0
+            packet = RtpPacket(payload_type, marker, sequence_number, timestamp, ssrc, payload)
+            packet.extensions = extensions
+            history[sequence_number % RTP_HISTORY_SIZE] = packet
+            header = _FIXED_HEADER.pack(
+                first_byte, (marker << 7) | payload_type, sequence_number, timestamp, ssrc
+            )
+            sequence_number = uint16_add(sequence_number, 1)
+            self._sequence_number = sequence_number
+            octets += len(payload)
+            yield header + tail + payload
+        _set(sender, "__ntp_timestamp", clock.current_ntp_time())
+        _set(sender, "__rtp_timestamp", timestamp)
+        _set(sender, "__octet_count", _get(sender, "__octet_count") + octets)
+        _set(sender, "__packet_count", _get(sender, "__packet_count") + last + 1)
+
+    def _header_tail(self) -> tuple[int, bytes, HeaderExtensions]:
+        """First header byte, the extension block for this picture, and the extensions (kept
+        with each packet for retransmissions). The block is built once; per picture only the
+        three abs-send-time bytes are written."""
+        abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        extensions = HeaderExtensions()
+        extensions.abs_send_time = abs_send_time
+        extensions.mid = _get(self._sender, "__mid")
+        template = self._template
+        if template is None or template[0] != extensions.mid:
+            template = self._template = self._build_template(extensions.mid)
+        _, tail, offset = template
+        if not tail:
+            return 0x80, b"", extensions  # version 2, no extensions negotiated
+        if offset >= 0:
+            tail = tail[:offset] + abs_send_time.to_bytes(3, "big") + tail[offset + 3 :]
+        return 0x90, tail, extensions  # version 2, extension bit
+
+    def _build_template(self, mid: str | None) -> tuple[str | None, bytes, int]:
+        probe = HeaderExtensions()
+        probe.mid = mid
+        probe.abs_send_time = _ABS_SEND_TIME_PROBE
+        profile, packed = _get(self._sender, "__rtp_header_extensions_map").set(probe)
+        if not packed:
+            return mid, b"", -1
+        tail = struct.pack("!HH", profile, len(packed) >> 2) + packed
+        offset = tail.find(_ABS_SEND_TIME_PROBE.to_bytes(3, "big"))
+        return mid, tail, offset  # -1: abs-send-time not negotiated, nothing to write
+
+
+def _count_dtls(dtls: RTCDtlsTransport, nbytes: int, packets: int) -> None:
+    """What `RTCDtlsTransport._send_rtp` counts (its getStats) for packets sent around it."""
+    dtls._RTCDtlsTransport__tx_bytes += nbytes  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__tx_packets += packets  # type: ignore[attr-defined]
+
+
 async def run_rtp(sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
-    """What `RTCRtpSender._run_rtp` does, with the header extensions built once per picture."""
+    """What `RTCRtpSender._run_rtp` does: the direct path is offered to the track; pictures the
+    track queues anyway are pulled and sent here."""
     _get(sender, "__rtp_started").set()
-    history: dict[int, RtpPacket] = _get(sender, "__rtp_history")
-    payload_type = codec.payloadType
-    assert payload_type is not None  # negotiated before aiortc starts the loop
-    sequence_number = random_sequence_number()
-    timestamp_origin = random32()
+    lean = LeanRtpSender(sender, codec)
+    track = _get(sender, "__track")
+    attach: Callable[[Callable[[PacketizedPicture], bool] | None], None] | None = getattr(
+        track, "attach_sender", None
+    )
+    if attach is not None:
+        attach(lean.send_now)
     try:
         while True:
             if _get(sender, "__track") is None:
@@ -82,36 +223,13 @@ async def run_rtp(sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
             frame = await sender._next_encoded_frame(codec)
             if frame is None:
                 continue
-            timestamp = uint32_add(timestamp_origin, frame.timestamp)
-            extensions = HeaderExtensions()
-            extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-            extensions.mid = _get(sender, "__mid")
-            profile, packed = _get(sender, "__rtp_header_extensions_map").set(extensions)
-            first_byte = 0x90 if packed else 0x80  # version 2, extension bit
-            tail = struct.pack("!HH", profile, len(packed) >> 2) + packed if packed else b""
-            ssrc = sender._ssrc
-            transport = sender.transport
-            last = len(frame.payloads) - 1
-            octets = 0
-            for i, payload in enumerate(frame.payloads):
-                marker = 1 if i == last else 0
-                packet = RtpPacket(payload_type, marker, sequence_number, timestamp, ssrc, payload)
-                packet.extensions = extensions
-                history[sequence_number % RTP_HISTORY_SIZE] = packet
-                header = _FIXED_HEADER.pack(
-                    first_byte, (marker << 7) | payload_type, sequence_number, timestamp, ssrc
-                )
-                await transport._send_rtp(header + tail + payload)
-                octets += len(payload)
-                sequence_number = uint16_add(sequence_number, 1)
-            _set(sender, "__ntp_timestamp", clock.current_ntp_time())
-            _set(sender, "__rtp_timestamp", timestamp)
-            _set(sender, "__octet_count", _get(sender, "__octet_count") + octets)
-            _set(sender, "__packet_count", _get(sender, "__packet_count") + last + 1)
+            await lean.send(frame.payloads, frame.timestamp)
     except (asyncio.CancelledError, ConnectionError, MediaStreamError):
         pass
     except Exception:  # stop() waits for __rtp_exited: never leave without setting it
         log.exception("RTP send loop failed")
+    if attach is not None:
+        attach(None)
     track = _get(sender, "__track")
     if track is not None:
         track.stop()

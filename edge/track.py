@@ -5,11 +5,17 @@ encode and one packetisation feed many senders. The track subscribes to its pipe
 aiortc first pulls from it (the connection is up and the codec negotiated), skips everything
 before the first keyframe, and when its viewer falls behind it drops the backlog and asks for
 a fresh keyframe instead of queueing latency.
+
+The sender's loop (`rtp_send_loop`) attaches its `send_now`: then a picture goes out from
+`deliver()` itself, as the pipeline publishes it -- one pass over every viewer, no task woken
+per viewer. Pictures it declines (connection not up, relayed ICE pair) are queued for `recv()`
+as before, and the direct path waits until that queue is empty so order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -39,6 +45,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.packets_sent = 0
         self.packets_dropped = 0
         self.last_packet: EncodedPacket | None = None
+        self._send_now: Callable[[PacketizedPicture], bool] | None = None
+        self.pictures_sent_directly = 0  # of packets_sent, those written from deliver()
 
     @property
     def stream_key(self) -> str | None:
@@ -67,10 +75,17 @@ class EncodedVideoTrack(MediaStreamTrack):
         if item is None or key is None:  # stopped
             raise MediaStreamError
         picture = self._pipeline.packetize(key, item)
+        self._sent(item)
+        return picture
+
+    def attach_sender(self, send_now: Callable[[PacketizedPicture], bool] | None) -> None:
+        """Let `deliver()` hand pictures straight to the sender (None: back to `recv()`)."""
+        self._send_now = send_now
+
+    def _sent(self, item: EncodedPacket) -> None:
         self.packets_sent += 1
         self.last_packet = item
         self._pipeline.note_sent(item)
-        return picture
 
     def deliver(self, item: EncodedPacket) -> None:
         """Called by the pipeline on the event loop for every packet of our codec."""
@@ -78,6 +93,12 @@ class EncodedVideoTrack(MediaStreamTrack):
             if not item.keyframe:
                 return
             self._waiting_for_keyframe = False
+        send_now, key = self._send_now, self._subscribed
+        if send_now is not None and key is not None and self._queue.empty():
+            if send_now(self._pipeline.packetize(key, item)):
+                self.pictures_sent_directly += 1
+                self._sent(item)
+                return
         if self._queue.qsize() >= MAX_BACKLOG:
             while not self._queue.empty():
                 self._queue.get_nowait()

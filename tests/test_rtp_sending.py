@@ -4,14 +4,26 @@ its NTP clock and the per-viewer send loop. Each must keep aiortc's behaviour fo
 from __future__ import annotations
 
 import functools
+import struct
 
-from aiortc import clock, rtcrtpsender
+import pytest
+from aiortc import RTCRtpSender, clock, rtcrtpsender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
+from aiortc.rtp import RtpPacket, unpack_header_extensions
 from cloudphone.codecs import EncodedPacket
-from cloudphone.edge import ntp_clock, packetizer
+from cloudphone.edge import ntp_clock, packetizer, rtp_send_loop
+from cloudphone.edge.playout_delay import (
+    PLAYOUT_DELAY_URI,
+    encode_playout_delay,
+    send_playout_delay,
+)
 
 from tests.conftest import Edge, drag_until, eventually
 
@@ -57,6 +69,9 @@ async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
     session = edge.node.sessions[next(iter(edge.node.sessions))]
     sender = session.peer_connection.getSenders()[0]
     assert isinstance(sender._run_rtp, functools.partial)  # the lean loop is installed
+    # written from the pipeline's publish (a plain UDP pair), and decodable: the client's
+    # decoded frames above came through SRTP and RTP built there
+    assert session.track.pictures_sent_directly >= 10
     stats = await sender.getStats()
     outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
     assert outbound.packetsSent >= 15 and outbound.bytesSent > 1000
@@ -69,3 +84,109 @@ async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
     assert dtls._RTCDtlsTransport__tx_packets == before + 1  # type: ignore[attr-defined]
     await client.close()
     await eventually(lambda: not edge.node.sessions)  # stop() saw the loop exit
+
+
+async def test_a_pair_that_wraps_packets_takes_the_queued_path(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TURN-relayed pair's protocol wraps every packet, so the direct path (which writes to
+    the socket itself) must decline; pictures then go through aiortc's coroutines."""
+
+    class OnlyRealUdp:  # the direct path's test for "a plain UDP pair" never matches
+        pass
+
+    monkeypatch.setattr(rtp_send_loop, "StunProtocol", OnlyRealUdp)
+    client = await edge.viewer(codec="h264")
+    client.touch("down", 0.1, 0.5)
+    await drag_until(client, lambda: client.frames_received >= 10)
+    assert client.frames_received >= 10
+    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    assert session.track.packets_sent >= 10
+    assert session.track.pictures_sent_directly == 0
+
+
+class _Pictures(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, pictures: list[packetizer.PacketizedPicture]) -> None:
+        super().__init__()
+        self._pictures = list(pictures)
+
+    async def recv(self) -> packetizer.PacketizedPicture:  # type: ignore[override]
+        if not self._pictures:
+            raise MediaStreamError
+        return self._pictures.pop(0)
+
+
+class _KeepingTransport:
+    """Stands in for the DTLS transport: keeps each RTP packet as it would be protected."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def _sent_by(
+    lean: bool, pictures: list[packetizer.PacketizedPicture]
+) -> list[tuple[RtpPacket, dict[int, bytes]]]:
+    """The packets a sender writes for `pictures`, parsed, and each one's extensions by id."""
+    sender = RTCRtpSender(_Pictures(pictures), _KeepingTransport())  # type: ignore[arg-type]
+    send_playout_delay(sender, 0, 100)
+    extensions = RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(
+                id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+            ),
+            RTCRtpHeaderExtensionParameters(id=3, uri=PLAYOUT_DELAY_URI),
+        ]
+    )
+    header_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    header_map.configure(extensions)
+    sender._RTCRtpSender__mid = "0"  # type: ignore[attr-defined]
+    if lean:
+        assert rtp_send_loop.install(sender)
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    await sender._run_rtp(codec)
+    transport: _KeepingTransport = sender.transport  # type: ignore[assignment]
+    return [(RtpPacket.parse(data, header_map), _extensions(data)) for data in transport.sent]
+
+
+def _extensions(data: bytes) -> dict[int, bytes]:
+    """The header extensions as sent (aiortc's parser drops the ones it does not know)."""
+    assert data[0] & 0x10  # the extension bit; no CSRCs
+    profile, words = struct.unpack_from("!HH", data, 12)
+    return dict(unpack_header_extensions(profile, data[16 : 16 + 4 * words]))
+
+
+async def test_the_lean_sender_writes_the_packets_aiortc_writes() -> None:
+    """Same payloads, markers, extensions (mid, playout delay, a current abs-send-time) and
+    timestamp steps; only the random origins differ. The extension block is a template whose
+    abs-send-time bytes are patched per picture, so a wrong offset would show here."""
+    packetizer.install()
+    ntp_clock.install()
+    pictures = [
+        packetizer.PacketizedPicture(
+            _packet(b"x", 3000 * i), [bytes([i, k]) * 600 for k in range(3)], 3000 * i
+        )
+        for i in range(1, 4)
+    ]
+    ours, theirs = await _sent_by(True, pictures), await _sent_by(False, pictures)
+    assert len(ours) == len(theirs) == 9
+    now = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+    for (a, a_ext), (b, b_ext) in zip(ours, theirs, strict=True):
+        assert (a.payload, a.marker, a.payload_type) == (b.payload, b.marker, b.payload_type)
+        assert a.extensions.mid == b.extensions.mid == "0"
+        assert a_ext.keys() == b_ext.keys() == {1, 2, 3}
+        assert a_ext[3] == b_ext[3] == encode_playout_delay(0, 100)
+        assert (now - a.extensions.abs_send_time) % 2**24 < 2**19  # under two seconds old
+    for packets in ([p for p, _ in ours], [p for p, _ in theirs]):
+        first = packets[0]
+        assert [(p.sequence_number - first.sequence_number) % 2**16 for p in packets] == list(
+            range(9)
+        )
+        assert [(p.timestamp - first.timestamp) % 2**32 for p in packets[::3]] == [0, 3000, 6000]
