@@ -13,18 +13,17 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpParameters,
 )
 from aiortc.rtp import RtpPacket, unpack_header_extensions
 from cloudphone.codecs import EncodedPacket
 from cloudphone.edge import ntp_clock, packetizer, rtp_send_loop
 from cloudphone.edge.playout_delay import (
-    PLAYOUT_DELAY_URI,
     encode_playout_delay,
     send_playout_delay,
 )
 
+from benchmarks.rtp_send import CODEC as H264
+from benchmarks.rtp_send import EXTENSIONS as EDGE_EXTENSIONS
 from tests.conftest import Edge, drag_until, eventually
 
 
@@ -136,22 +135,12 @@ async def _sent_by(
     """The packets a sender writes for `pictures`, parsed, and each one's extensions by id."""
     sender = RTCRtpSender(_Pictures(pictures), _KeepingTransport())  # type: ignore[arg-type]
     send_playout_delay(sender, 0, 100)
-    extensions = RTCRtpParameters(
-        headerExtensions=[
-            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-            RTCRtpHeaderExtensionParameters(
-                id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-            ),
-            RTCRtpHeaderExtensionParameters(id=3, uri=PLAYOUT_DELAY_URI),
-        ]
-    )
     header_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    header_map.configure(extensions)
+    header_map.configure(EDGE_EXTENSIONS)  # what a session negotiates
     sender._RTCRtpSender__mid = "0"  # type: ignore[attr-defined]
     if lean:
         assert rtp_send_loop.install(sender)
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
-    await sender._run_rtp(codec)
+    await sender._run_rtp(H264)
     transport: _KeepingTransport = sender.transport  # type: ignore[assignment]
     return [(RtpPacket.parse(data, header_map), _extensions(data)) for data in transport.sent]
 
