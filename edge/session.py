@@ -32,7 +32,7 @@ from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
 from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
-from cloudphone.edge.rtcp_feedback import watch_feedback
+from cloudphone.edge.rtcp_feedback import receive_rtcp_on_arrival, watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
 from cloudphone.vm.guest import GuestEventName, GuestState, InputEvent, ScreenGeometry
@@ -374,6 +374,10 @@ class PeerSession:
 
     async def _on_connection_state(self) -> None:
         state = self._pc.connectionState
+        if state == "connected":  # the DTLS transport is final (bundled) and up
+            for sender in self._pc.getSenders():
+                if sender.transport is not None:
+                    receive_rtcp_on_arrival(sender.transport)
         if state in ("failed", "closed") and not self._closing:
             self._spawn(self.close(f"peer connection {state}"), "close")
 

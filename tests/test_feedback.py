@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from cloudphone.edge.bitrate import BitrateController
 
-from tests.conftest import Edge, eventually
+from tests.conftest import Edge, drag_until, eventually
 
 
 def test_bitrate_follows_the_weakest_viewer_with_hysteresis() -> None:
@@ -84,3 +86,44 @@ async def test_remb_from_a_viewer_reaches_the_bitrate_controller(edge: Edge) -> 
         client.touch("move", 0.2 + (i % 50) / 100, 0.3)
         await asyncio.sleep(0.03)
     assert controller._estimates, "no REMB reached the pipeline"
+
+
+async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_nacks(
+    edge: Edge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The arrival path (`receive_rtcp_on_arrival`) reads RTCP in aioice's callback; receiver
+    reports must still reach aiortc (RTT, stats), NACKs must still be retransmitted, and a
+    forged or garbled RTCP datagram is dropped without hurting the session."""
+    client = await edge.viewer(codec="h264")
+    client.touch("down", 0.1, 0.5)
+    await drag_until(client, lambda: client.frames_received >= 5)
+    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    sender = session.peer_connection.getSenders()[0]
+    dtls = sender.transport
+    await eventually(lambda: getattr(dtls, "_cloudphone_rtcp_on_arrival", False))
+    assert dtls.transport._connection.data_received.__name__ == "data_received"
+
+    async def remote_inbound() -> bool:
+        stats = await sender.getStats()
+        return any(s.type == "remote-inbound-rtp" for s in stats.values())
+
+    for _ in range(100):  # aiortc's receiver reports come every 0.5-1.5 s
+        if await remote_inbound():
+            break
+        await asyncio.sleep(0.05)
+    assert await remote_inbound(), "no receiver report reached aiortc"
+
+    history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+    lost = next(iter(history.values())).sequence_number
+    before = dtls._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+    receiver = client.pc.getReceivers()[0]
+    await receiver._send_rtcp_nack(sender._ssrc, [lost])
+    await eventually(lambda: dtls._RTCDtlsTransport__tx_packets > before)  # type: ignore[attr-defined]
+
+    caplog.set_level(logging.DEBUG, logger="cloudphone.edge.rtcp_feedback")
+    client_ice = client.pc.getReceivers()[0].transport.transport._connection
+    await client_ice.send(b"\x81\xc9\x00\x07" + bytes(40))  # RTCP-shaped, not SRTP-protected
+    frames = client.frames_received
+    await drag_until(client, lambda: client.frames_received >= frames + 5)
+    assert session.peer_connection.connectionState == "connected"
+    assert "dropping an RTCP datagram" in caplog.text
