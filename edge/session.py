@@ -32,7 +32,8 @@ from cloudphone.edge.ice import announce, rtc_configuration
 from cloudphone.edge.input import InputError, parse_input
 from cloudphone.edge.pipeline import Pipeline
 from cloudphone.edge.playout_delay import offer_playout_delay, send_playout_delay
-from cloudphone.edge.rtcp_feedback import receive_rtcp_on_arrival, watch_feedback
+from cloudphone.edge.rtcp_arrival import receive_rtcp_on_arrival
+from cloudphone.edge.rtcp_feedback import watch_feedback
 from cloudphone.edge.track import EncodedVideoTrack
 from cloudphone.signaling.ice_servers import IceServer
 from cloudphone.vm.guest import GuestEventName, GuestState, InputEvent, ScreenGeometry

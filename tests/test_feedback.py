@@ -91,7 +91,7 @@ async def test_remb_from_a_viewer_reaches_the_bitrate_controller(edge: Edge) -> 
 async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_nacks(
     edge: Edge, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The arrival path (`receive_rtcp_on_arrival`) reads RTCP in aioice's callback; receiver
+    """The arrival path (`rtcp_arrival`) reads RTCP in the socket callback; receiver
     reports must still reach aiortc (RTT, stats), NACKs must still be retransmitted, and a
     forged or garbled RTCP datagram is dropped without hurting the session."""
     client = await edge.viewer(codec="h264")
@@ -101,7 +101,8 @@ async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_
     sender = session.peer_connection.getSenders()[0]
     dtls = sender.transport
     await eventually(lambda: getattr(dtls, "_cloudphone_rtcp_on_arrival", False))
-    assert dtls.transport._connection.data_received.__name__ == "data_received"
+    protocols = dtls.transport._connection._protocols
+    assert all(p.datagram_received.__qualname__.startswith("_demultiplexer") for p in protocols)
 
     async def remote_inbound() -> bool:
         stats = await sender.getStats()
@@ -120,7 +121,7 @@ async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_
     await receiver._send_rtcp_nack(sender._ssrc, [lost])
     await eventually(lambda: dtls._RTCDtlsTransport__tx_packets > before)  # type: ignore[attr-defined]
 
-    caplog.set_level(logging.DEBUG, logger="cloudphone.edge.rtcp_feedback")
+    caplog.set_level(logging.DEBUG, logger="cloudphone.edge.rtcp_arrival")
     client_ice = client.pc.getReceivers()[0].transport.transport._connection
     await client_ice.send(b"\x81\xc9\x00\x07" + bytes(40))  # RTCP-shaped, not SRTP-protected
     frames = client.frames_received

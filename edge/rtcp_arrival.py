@@ -1,0 +1,148 @@
+"""Reads a viewer's RTCP as it arrives, in the socket's callback, not through aiortc's task.
+
+Why: in aiortc every datagram a viewer sends is first tried as a STUN message (aioice parses it
+and raises), then queued for the DTLS transport's task, which wakes once per datagram and takes
+it through four coroutine layers. Viewers mostly send RTCP, and some send a lot: an aiortc
+receiver whose estimator sees overuse (a busy machine is enough) sends a REMB with every RTP
+packet, 35 a second per viewer as measured by `benchmarks/fanout.py`. RTCP needs no ordering
+with the DTLS records (SCTP) that share the socket, so on each of the connection's UDP sockets
+the datagrams are told apart by their first byte, as RFC 7983 does (0-3 STUN, 20-63 DTLS,
+128-191 RTP/RTCP): RTCP is unprotected, parsed and routed right there -- keyframe requests and
+bandwidth estimates go straight to the pipeline (aiortc's own handling of those only steers an
+encoder we do not use), and what aiortc must still see (receiver reports for RTT and stats,
+NACKs to retransmit, BYE) goes to its handlers as before. DTLS and RTP skip the STUN attempt and
+take aiortc's queue; STUN takes aioice's path unchanged. TURN-relayed sockets are left alone.
+
+The state used is private to aiortc and aioice, so `receive_rtcp_on_arrival` checks it first
+and keeps their path, with a warning, when something is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pylibsrtp
+from aioice.ice import StunProtocol
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    is_rtcp,
+    unpack_remb_fci,
+)
+from cloudphone.edge.rtcp_feedback import feedback_of
+
+log = logging.getLogger(__name__)
+
+_INSTALLED = "_cloudphone_rtcp_on_arrival"
+_DTLS_STATE = (
+    "_state",
+    "_rx_srtp",
+    "_rtp_router",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
+)
+_pending: set[asyncio.Task[None]] = set()  # aiortc handlers started from the arrival path
+
+
+def receive_rtcp_on_arrival(dtls: RTCDtlsTransport) -> bool:
+    """Read RTCP on `dtls`'s UDP sockets as it arrives (idempotent). False: aiortc's or aioice's
+    internals are not as expected, and their receive path is kept."""
+    if getattr(dtls, _INSTALLED, False):
+        return True
+    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    protocols = getattr(connection, "_protocols", None)
+    missing = [name for name in _DTLS_STATE if not hasattr(dtls, name)]
+    if connection is None or protocols is None or missing:
+        log.warning("aiortc's DTLS transport is not as expected (%s): RTCP keeps its path", missing)
+        return False
+    for protocol in protocols:
+        if type(protocol) is StunProtocol and hasattr(protocol, "local_candidate"):
+            protocol.datagram_received = _demultiplexer(dtls, protocol)  # type: ignore[method-assign,assignment]
+    setattr(dtls, _INSTALLED, True)
+    return True
+
+
+def _demultiplexer(
+    dtls: RTCDtlsTransport, protocol: StunProtocol
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    stun = protocol.datagram_received
+    queue = protocol.receiver.data_received  # aiortc's path: the DTLS transport's task
+    component = protocol.local_candidate.component
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        first = data[0] if data else 0
+        if first > 127:
+            if (
+                component == 1
+                and is_rtcp(data)
+                and dtls._state == DtlsState.CONNECTED
+                and dtls._rx_srtp is not None
+            ):
+                handle_rtcp(dtls, data)
+            else:
+                queue(data, component)
+        elif first > 19:
+            queue(data, component)  # DTLS (and anything past STUN's range): never STUN
+        else:
+            stun(data, addr)
+
+    return datagram_received
+
+
+def handle_rtcp(dtls: RTCDtlsTransport, data: bytes) -> None:
+    """What `RTCDtlsTransport._recv_next` and `_handle_rtcp_data` do with one RTCP datagram."""
+    dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+    try:
+        packets = RtcpPacket.parse(dtls._rx_srtp.unprotect_rtcp(data))
+    except (pylibsrtp.Error, ValueError) as exc:
+        log.debug("dropping an RTCP datagram: %s", exc)
+        return
+    router = dtls._rtp_router
+    for packet in packets:
+        if isinstance(packet, RtcpPsfbPacket) and _feedback(router.senders, packet):
+            continue
+        for recipient in router.route_rtcp(packet):
+            _start(recipient._handle_rtcp_packet(packet))
+
+
+def _feedback(senders: dict[int, Any], packet: RtcpPsfbPacket) -> bool:
+    """Keyframe requests and REMB for watched senders, handled here. False: not ours."""
+    if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        feedback = feedback_of(senders.get(packet.media_ssrc))
+        if feedback is None:
+            return False
+        feedback.keyframe_requested()
+        return True
+    if packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return True  # not REMB: nothing in aiortc reads other application feedback
+        watched = [feedback_of(senders.get(ssrc)) for ssrc in ssrcs]
+        if None in watched:
+            return False
+        for feedback in watched:
+            feedback.bandwidth_estimated(bitrate)  # type: ignore[union-attr]
+        return True
+    return False
+
+
+def _start(handler: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(handler)
+    _pending.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Task[None]) -> None:
+    _pending.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("RTCP handler failed", exc_info=task.exception())
