@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
+from cloudphone.edge import rtcp_arrival
 from cloudphone.edge.loop_monitor import LoopLagMonitor
 from cloudphone.edge.node import EdgeNode
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,6 +64,16 @@ class EdgeCollector(Collector):
                     dropped.add_metric([phone, codec], entry["framesDropped"])
                     encode_ms.add_metric([phone, codec], entry["encodeMs"])
         yield from (viewers, encoders, frames, encoded, dropped, sent, encode_ms)
+        rtcp = CounterMetricFamily(
+            "cloudphone_rtcp_in",
+            "Viewers' RTCP datagrams (read; REMB paced out before decryption; unreadable)",
+            labels=["outcome"],
+        )
+        counters = rtcp_arrival.COUNTERS
+        rtcp.add_metric(["read"], counters.read)
+        rtcp.add_metric(["remb_paced"], counters.remb_paced)
+        rtcp.add_metric(["unreadable"], counters.unreadable)
+        yield rtcp
         lag = self._loop_lag.summary()
         if lag.get("samples"):
             family = GaugeMetricFamily(

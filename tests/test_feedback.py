@@ -6,6 +6,8 @@ import asyncio
 import logging
 
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from cloudphone.edge import rtcp_arrival
 from cloudphone.edge.bitrate import BitrateController
 
 from tests.conftest import Edge, drag_until, eventually
@@ -128,3 +130,40 @@ async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_
     await drag_until(client, lambda: client.frames_received >= frames + 5)
     assert session.peer_connection.connectionState == "connected"
     assert "dropping an RTCP datagram" in caplog.text
+
+
+async def test_a_viewers_remb_is_read_at_most_every_100_ms(edge: Edge) -> None:
+    """REMBs closer together than `REMB_MIN_INTERVAL_S` are dropped before decryption: a
+    viewer flooding them (aiortc receivers send one per RTP packet when they see overuse)
+    costs a byte compare each, and the estimate read is the first of each interval."""
+    client = await edge.viewer(codec="h264")
+    receiver = client.pc.getReceivers()[0]
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+    client.touch("down", 0.1, 0.5)
+    await drag_until(client, lambda: client.frames_received >= 3)
+    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    ssrc = session.peer_connection.getSenders()[0]._ssrc
+    controller = edge.node.pipeline("phone-1")._streams["h264"].bitrate
+    assert controller is not None
+    await eventually(lambda: getattr(session.peer_connection.getSenders()[0].transport,
+                                     "_cloudphone_rtcp_on_arrival", False))  # fmt: skip
+
+    def remb(bitrate: int) -> RtcpPsfbPacket:
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        fci = pack_remb_fci(bitrate, [ssrc])
+        return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+
+    await asyncio.sleep(rtcp_arrival.REMB_MIN_INTERVAL_S)
+    paced, read = rtcp_arrival.COUNTERS.remb_paced, rtcp_arrival.COUNTERS.read
+    for i in range(10):
+        await receiver._send_rtcp(remb(3_000_000 + 1000 * i))
+    await eventually(lambda: rtcp_arrival.COUNTERS.remb_paced >= paced + 9)
+    assert rtcp_arrival.COUNTERS.read >= read + 1  # the first (and any receiver report)
+    assert controller._estimates[session.track] == 3_000_000  # the first of the burst
+
+    await asyncio.sleep(rtcp_arrival.REMB_MIN_INTERVAL_S)
+    await receiver._send_rtcp(remb(2_000_000))  # the next interval's: read
+    await eventually(lambda: controller._estimates[session.track] == 2_000_000)
+
+    text = await (await edge.http.get(edge.url("/metrics"))).text()
+    assert 'cloudphone_rtcp_in_total{outcome="remb_paced"}' in text
