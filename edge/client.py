@@ -197,6 +197,13 @@ class PhoneClient:
         self.channels["input"].send(json.dumps(message))
         return int(message["seq"])
 
+    def send_control(self, message: dict[str, Any]) -> None:
+        self.channels["control"].send(json.dumps(message))
+
+    def want_stats(self, on: bool = True) -> None:
+        """Ask the edge for its once-a-second `stats` messages (or to stop them)."""
+        self.send_control({"type": "control/stats", "on": on})
+
     def touch(self, action: str, x: float, y: float, pointer: int = 0) -> int:
         return self.send_input({"type": "touch", "a": action, "id": pointer, "x": x, "y": y})
 

@@ -120,6 +120,7 @@ class PeerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._input_queue: asyncio.Queue[InputEvent] = asyncio.Queue(INPUT_QUEUE_LIMIT)
         self._closing = False
+        self._stats_wanted = asyncio.Event()  # set by `control/stats {on: true}` from the page
 
     @property
     def peer_connection(self) -> RTCPeerConnection:
@@ -301,6 +302,18 @@ class PeerSession:
             self.pipeline.request_keyframe(self._track.stream_key or "", urgent=False)
         elif kind == "control/clipboard":
             self._spawn(self._set_guest_clipboard(data.get("text")), "clipboard")
+        elif kind == "control/stats":
+            on = data.get("on")
+            if not isinstance(on, bool):
+                self._send(
+                    "control",
+                    {"type": "error", "code": "bad-message", "message": "on must be true or false",
+                     "request": kind},
+                )  # fmt: skip
+            elif on:
+                self._stats_wanted.set()
+            else:
+                self._stats_wanted.clear()
         elif kind == "control/ping":
             self._send("control", {"type": "control/pong", "t": data.get("t")})
         else:
@@ -323,8 +336,11 @@ class PeerSession:
                 log.exception("session %s: guest refused input", self.session_id)
 
     async def _send_stats(self) -> None:
+        """Once a second while the page shows them (`control/stats`): most pages never do, and
+        each message is SCTP work per viewer (send, SACK, forward-TSN) for nothing."""
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
+            await self._stats_wanted.wait()
             stats = self.pipeline.stats()
             stats.update(
                 type="stats",

@@ -94,11 +94,19 @@ async def test_player_plays_phone_sized_video_with_live_stats(player: Player) ->
     )
     assert size == [720, 1280]
     assert await page.evaluate("document.getElementById('video').paused") is False
+    # the edge's own numbers come only while the overlay shows them (control/stats)
+    assert await page.evaluate("Object.keys(window.cloudphone.serverStats).length") == 0
     await page.click("#stats-toggle")
     await page.touchscreen.tap(*player.icon("Touch"))  # something to show
     await page.wait_for_function(
-        "window.cloudphone.stats.fps > 0 && window.cloudphone.stats.framesDecoded > 1",
+        "window.cloudphone.stats.fps > 0 && window.cloudphone.stats.framesDecoded > 1"
+        " && window.cloudphone.serverStats.type === 'stats'",
         timeout=10000,
+    )
+    await page.wait_for_function(
+        "document.getElementById('overlay').textContent.includes('ms (server)')"
+        " && !document.getElementById('overlay').textContent.includes('\u2013 (server)')",
+        timeout=5000,
     )
     overlay = await page.locator("#overlay").inner_text()
     assert "fps" in overlay and "720\u00d71280" in overlay

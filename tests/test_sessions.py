@@ -104,6 +104,29 @@ async def test_bad_input_is_refused_on_the_channel_and_others_keep_streaming(edg
     await good.wait_for_frame(lambda f: f.stamp is not None and f.stamp.input_seq >= seq)
 
 
+async def test_server_stats_flow_only_while_the_page_asks_for_them(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cloudphone.edge.session.STATS_INTERVAL_S", 0.05)
+    client = await edge.viewer(codec="h264")
+    await client.wait_for_frame(lambda f: True)
+    await asyncio.sleep(0.3)
+    assert client.channel_messages["stats"] == []  # nobody asked
+    client.want_stats()
+    await eventually(lambda: len(client.channel_messages["stats"]) >= 2)
+    stats = client.channel_messages["stats"][-1]
+    assert stats["type"] == "stats" and stats["codec"] == "h264" and "streams" in stats
+    client.want_stats(False)
+    await asyncio.sleep(0.2)  # one already under way may still land
+    count = len(client.channel_messages["stats"])
+    await asyncio.sleep(0.3)
+    assert len(client.channel_messages["stats"]) == count
+    client.send_control({"type": "control/stats", "on": "yes"})
+    await eventually(lambda: any(m["type"] == "error" for m in client.channel_messages["control"]))
+    error = next(m for m in client.channel_messages["control"] if m["type"] == "error")
+    assert error["code"] == "bad-message" and error["request"] == "control/stats"
+
+
 async def test_viewer_role_cannot_send_input(edge: Edge) -> None:
     viewer = await edge.viewer(codec="h264", role="viewer")
     viewer.touch("down", 0.5, 0.5)

@@ -178,6 +178,9 @@ function createPeer(iceServers) {
     const ch = e.channel;
     channels[ch.label] = ch;
     ch.onmessage = (m) => onChannelMessage(ch.label, m.data);
+    if (ch.label === "control") {
+      if (ch.readyState === "open") sendStatsWanted(); else ch.onopen = () => sendStatsWanted();
+    }
   };
   pc.onconnectionstatechange = () => {
     const s = pc && pc.connectionState;
@@ -269,7 +272,10 @@ toggle.addEventListener("click", () => {
   const on = toggle.getAttribute("aria-pressed") !== "true";
   toggle.setAttribute("aria-pressed", String(on));
   overlay.hidden = !on;
+  sendStatsWanted();
 });
+// The edge sends its own numbers (encode time) only while the overlay shows them.
+function sendStatsWanted() { sendControl({ type: "control/stats", on: !overlay.hidden }); }
 if (params.get("stats") === "1") toggle.click();
 
 let previous = null;
