@@ -47,8 +47,8 @@ STAGES = (
     ("hand-off to encoder", "renderEnd", "encodeStart"),
     ("convert + encode", "encodeStart", "encodeEnd"),
     ("encoder -> event loop", "encodeEnd", "published"),
-    ("loop -> aiortc sender", "published", "sent"),
-    ("packetise + network + reassembly", "sent", "receive"),
+    ("loop -> sent (packetise, SRTP, socket)", "published", "sent"),
+    ("network + reassembly", "sent", "receive"),
     ("decode + compositor", "receive", "display"),
 )
 
