@@ -117,7 +117,10 @@ def _demultiplexer(
                         COUNTERS.remb_paced += 1
                         return
                     last_remb = now
-                handle_rtcp(dtls, data)
+                try:
+                    handle_rtcp(dtls, data)
+                except Exception:  # raised into the socket's callback, it would close the socket
+                    log.exception("handling a viewer's RTCP failed")
             else:
                 queue(data, component)
         elif first > 19:

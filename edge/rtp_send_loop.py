@@ -107,18 +107,23 @@ class LeanRtpSender:
         if not self._direct_ok or self._direct_failed:
             return False
         dtls = self._sender.transport
-        if dtls._state != DtlsState.CONNECTED or dtls._tx_srtp is None:
+        try:
+            if dtls._state != DtlsState.CONNECTED or dtls._tx_srtp is None:
+                return False
+            pair = dtls.transport._connection._nominated.get(1)
+            if pair is None or type(pair.protocol) is not StunProtocol:
+                return False
+            udp = pair.protocol.transport
+            if udp is None or udp.is_closing():
+                return False
+            if not self._sender._enabled:
+                return True  # aiortc drops pictures for a disabled sender; so do we
+            protect = dtls._tx_srtp.protect
+            address = pair.remote_addr
+        except AttributeError:  # aiortc/aioice moved their state: never break the fan-out
+            log.exception("direct RTP send unavailable; this viewer uses the queued path")
+            self._direct_failed = True
             return False
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None or type(pair.protocol) is not StunProtocol:
-            return False
-        udp = pair.protocol.transport
-        if udp is None or udp.is_closing():
-            return False
-        if not self._sender._enabled:
-            return True  # aiortc drops pictures for a disabled sender; so do we
-        protect = dtls._tx_srtp.protect
-        address = pair.remote_addr
         sent = count = 0
         try:
             for packet in self._packets(picture.payloads, picture.timestamp):
