@@ -9,8 +9,8 @@ Three processes so that only the edge is measured:
 * viewers: N real aiortc `PhoneClient`s decoding the stream.
 
 Latency: the guest stamps each access unit when it has been read whole from the adb socket
-(`EncodedChunk.captured_at`); the edge's DTLS transport `_send_rtp` is wrapped to note when the
-first and the last (marker) RTP packet of that access unit leave, before SRTP and the socket.
+(`EncodedChunk.captured_at`); each session's SRTP `protect` is wrapped to note when the first
+and the last (marker) RTP packet of that access unit leave, just before SRTP and the socket.
 
 Run: `.venv/bin/python -m benchmarks.android_passthrough [--viewers 1,2,4] [--window 8]`.
 """
@@ -68,6 +68,11 @@ def _viewers_main(conn: Any, ws_url: str, instance: str, count: int) -> None:
     async def main() -> None:
         import aiohttp
         from cloudphone.edge.client import PhoneClient
+        from cloudphone.edge.ice import configure_host_addresses
+
+        # loopback only, like the edge: aioice skips 127.0.0.1 unless told, and would otherwise
+        # gather on (and send to) this machine's other interfaces
+        configure_host_addresses(["127.0.0.1"])
 
         async with aiohttp.ClientSession() as http:
             clients = [
@@ -87,7 +92,9 @@ def _viewers_main(conn: Any, ws_url: str, instance: str, count: int) -> None:
 
 
 class RtpProbe:
-    """Wraps each session's `_send_rtp` to time access units from adb socket to RTP out."""
+    """Times access units from the adb socket to RTP out, at each session's SRTP protection:
+    both send paths (direct from the pipeline's publish, or aiortc's queued one) protect every
+    RTP packet just before it goes to the socket."""
 
     def __init__(self) -> None:
         self.first_ms: list[float] = []
@@ -99,20 +106,32 @@ class RtpProbe:
         for session in sessions:
             if id(session) in self._hooked:
                 continue
-            sender = session.peer_connection.getSenders()[0]
-            transport = sender.transport
+            srtp = session.peer_connection.getSenders()[0].transport._tx_srtp
             track = session.track
-            original = transport._send_rtp
+            # the access unit being written: set while the pipeline delivers it (direct path);
+            # otherwise the one aiortc last pulled (queued path)
+            delivering: list[Any] = [None]
+            deliver = track.deliver
+
+            def tracked_deliver(item: Any, _deliver: Any = deliver, _at: list[Any] = delivering):
+                _at[0] = item
+                try:
+                    _deliver(item)
+                finally:
+                    _at[0] = None
+
+            track.deliver = tracked_deliver
             seen: set[float] = set()
 
-            async def send(
+            def protect(
                 data: bytes,
-                _orig: Any = original,
+                _orig: Any = srtp.protect,
                 _track: Any = track,
+                _at: list[Any] = delivering,
                 _seen: set[float] = seen,
                 probe: RtpProbe = self,
-            ) -> None:
-                packet = _track.last_packet
+            ) -> bytes:
+                packet = _at[0] or _track.last_packet
                 if probe.recording and packet is not None and len(data) > 12:
                     now = time.monotonic()
                     key = packet.captured_at  # unique per access unit
@@ -124,9 +143,9 @@ class RtpProbe:
                             _seen.add(key)
                     if data[1] & 0x80:  # marker: last packet of the access unit
                         probe.last_ms.append((now - packet.captured_at) * 1000)
-                await _orig(data)
+                return _orig(data)
 
-            transport._send_rtp = send
+            srtp.protect = protect
             self._hooked.add(id(session))
 
 
