@@ -134,6 +134,7 @@ def create_app(config: EdgeConfig, *, authorizer: Authorizer | None = None) -> w
         ice.for_session,
         config.announced(),
         config.playout_delay(),
+        config.ice_relay_only,
     )
     app[SIGNALING] = signaling
     loop_lag = LoopLagMonitor()

@@ -48,6 +48,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="address to gather ICE host candidates on ('auto' = all interfaces)",
     )
     p.add_argument("--ice-announce", action="append", help="local=public address for a 1:1 NAT")
+    p.add_argument(
+        "--ice-relay-only",
+        action="store_const",
+        const=True,
+        help="send media only through the TURN servers (offer relayed candidates only)",
+    )
     p.add_argument("--admin-token", help="token required to connect (disables open dev access)")
     p.add_argument("--control-db", help="SQLite file of the control plane; enables /api/v1")
     p.add_argument("--control-config", help="TOML file: regions, zones, flavors, billing rules")

@@ -51,6 +51,9 @@ class EdgeConfig:
     ice_host_addresses: list[str] = field(default_factory=list)
     # "local=public" pairs for a 1:1 NAT.
     ice_announce: list[str] = field(default_factory=list)
+    # Media only through the TURN servers above (the edge offers relayed candidates only): for
+    # a data centre whose hosts must not be reachable from browsers.
+    ice_relay_only: bool = False
     low_latency: bool = True  # send the RTP playout-delay extension (min 0, max below)
     # Measured in headless Chromium, t2p p50/p95: max 0 -> 46/54 ms, 40 -> 40/48, 100 -> 30/48,
     # 500 -> 30/73, no extension -> 34-36/69-80 (benchmarks/RESULTS.md, 2026-11-28 15:5x).
@@ -134,7 +137,9 @@ class EdgeConfig:
         if not 0 < self.min_bitrate <= self.bitrate <= self.max_bitrate:
             raise ConfigError("need 0 < min_bitrate <= bitrate <= max_bitrate")
         self.announced()
-        self.ice()
+        ice = self.ice()
+        if self.ice_relay_only and not (ice.turn_rest or any(s.is_turn for s in ice.servers)):
+            raise ConfigError("ice_relay_only needs a TURN server (turn_urls or turn: ice_servers)")
         return self
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 from cloudphone.signaling.ice_servers import IceServer
 
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
@@ -63,11 +63,13 @@ def announce(sdp: str, mapping: Mapping[str, str]) -> str:
     return _CANDIDATE.sub(replace, sdp)
 
 
-def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
-    """An explicit configuration: an empty list means no STUN/TURN at all, never a default."""
+def rtc_configuration(servers: Sequence[IceServer], relay_only: bool = False) -> RTCConfiguration:
+    """An explicit configuration: an empty list means no STUN/TURN at all, never a default.
+    `relay_only`: gather relayed candidates only, so media goes through TURN."""
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in servers
-        ]
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
     )

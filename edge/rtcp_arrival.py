@@ -11,7 +11,8 @@ the datagrams are told apart by their first byte, as RFC 7983 does (0-3 STUN, 20
 bandwidth estimates go straight to the pipeline (aiortc's own handling of those only steers an
 encoder we do not use), and what aiortc must still see (receiver reports for RTT and stats,
 NACKs to retransmit, BYE) goes to its handlers as before. DTLS and RTP skip the STUN attempt and
-take aiortc's queue; STUN takes aioice's path unchanged. TURN-relayed sockets are left alone.
+take aiortc's queue; STUN takes aioice's path unchanged. A relayed candidate's protocol gets
+what its TURN client unwrapped, and sorts it the same way.
 
 A viewer's REMB is read at most every `REMB_MIN_INTERVAL_S`; the ones between are dropped before
 decryption (a lone REMB's first two bytes are in the clear: PSFB, format 15). An estimate

@@ -11,12 +11,14 @@ builds them once per sender and per picture patches three bytes, and per packet 
 
 aiortc's sender also pulls each picture from its track in its own task, so a picture published
 to twenty viewers woke twenty tasks, and each packet then went down five coroutine layers (DTLS,
-ICE transport, aioice connection, protocol, socket). None of them waits when the viewer's ICE
-pair is a plain UDP socket (a host or server-reflexive candidate): the track hands the picture
-to `LeanRtpSender.send_now` as the pipeline publishes it, which protects (SRTP) and writes every
-packet right there -- one pass over all the viewers per picture, no task switch. A pair that
-wraps packets (TURN relay) or a connection that is not up declines, and the picture takes the
-queued path, the same packets through aiortc's coroutines.
+ICE transport, aioice connection, protocol, socket). None of them waits: at the bottom aioice's
+protocol calls its transport's `sendto`, the UDP socket's for a host or server-reflexive
+candidate, a TURN allocation's for a relayed one (which wraps the packet in a channel message
+itself). So the track hands the picture to `LeanRtpSender.send_now` as the pipeline publishes
+it, which protects (SRTP) and makes that same `sendto` call for every packet right there -- one
+pass over all the viewers per picture, no task switch. A connection that is not up, or a pair
+whose protocol is not aioice's own, declines, and the picture takes the queued path: the same
+packets through aiortc's coroutines.
 
 Everything aiortc reads elsewhere stays current: the retransmission history (NACK, RTX), the
 sender-report counters and timestamps, the DTLS transport's byte counters, the events
@@ -86,7 +88,7 @@ def _set(sender: RTCRtpSender, name: str, value: object) -> None:
 
 class LeanRtpSender:
     """One viewer's RTP state (sequence numbers, timestamp origin, header template) and its two
-    ways to send a picture: `send_now` (synchronous, plain UDP) and `send` (queued, any pair)."""
+    ways to send a picture: `send_now` (synchronous) and `send` (queued, aiortc's coroutines)."""
 
     def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
         assert codec.payloadType is not None  # negotiated before aiortc starts the loop
@@ -102,8 +104,8 @@ class LeanRtpSender:
     # -- the two paths ---------------------------------------------------------------------
 
     def send_now(self, picture: PacketizedPicture) -> bool:
-        """Protect and write `picture` now, if the viewer's pair is a plain UDP socket.
-        False: not possible here (not connected, relayed pair); queue it for `send`."""
+        """Protect and write `picture` now, through the nominated pair's transport.
+        False: not possible here (not connected, not aioice's protocol); queue it for `send`."""
         if not self._direct_ok or self._direct_failed:
             return False
         dtls = self._sender.transport
@@ -113,8 +115,9 @@ class LeanRtpSender:
             pair = dtls.transport._connection._nominated.get(1)
             if pair is None or type(pair.protocol) is not StunProtocol:
                 return False
-            udp = pair.protocol.transport
-            if udp is None or udp.is_closing():
+            udp = pair.protocol.transport  # a UDP socket's, or a TURN allocation's
+            closing = getattr(udp, "is_closing", None)  # TURN's has none; it drops once closed
+            if udp is None or (closing is not None and closing()):
                 return False
             if not self._sender._enabled:
                 return True  # aiortc drops pictures for a disabled sender; so do we

@@ -54,6 +54,7 @@ class SessionOptions:
     codec: str = "auto"  # "auto" | "h264" | "vp8"
     ice_servers: tuple[IceServer, ...] = ()
     announced_addresses: tuple[tuple[str, str], ...] = ()
+    ice_relay_only: bool = False  # gather relayed candidates only (EdgeConfig.ice_relay_only)
     # RTP playout-delay (min, max) ms asking the browser to render frames as they decode;
     # None: no extension (the browser smooths playback with its own jitter buffer).
     playout_delay: tuple[int, int] | None = (0, 100)
@@ -113,7 +114,9 @@ class PeerSession:
         self.inputs_applied = 0
         self.inputs_rejected = 0
         self._on_closed = on_closed
-        self._pc = RTCPeerConnection(rtc_configuration(options.ice_servers))
+        self._pc = RTCPeerConnection(
+            rtc_configuration(options.ice_servers, relay_only=options.ice_relay_only)
+        )
         self._track = EncodedVideoTrack(pipeline, options.watermark)
         self._audio: PassthroughAudioTrack | None = None
         self._channels: dict[str, RTCDataChannel] = {}

@@ -46,8 +46,10 @@ class SignalingServer:
         ice_servers_for: Callable[[str], list[IceServer]],
         announced_addresses: dict[str, str] | None = None,
         playout_delay: tuple[int, int] | None = (0, 100),
+        ice_relay_only: bool = False,
     ) -> None:
         self.playout_delay = playout_delay
+        self.ice_relay_only = ice_relay_only
         self.node = node
         self.authorizer = authorizer
         self.ice_servers_for = ice_servers_for
@@ -156,7 +158,8 @@ class _Connection:
             hello.codec,
             tuple(ice_servers),
             server.announced,
-            server.playout_delay,
+            ice_relay_only=server.ice_relay_only,
+            playout_delay=server.playout_delay,
         )
         session = await server.node.open_session(hello.instance, principal, options)
         self.session = session

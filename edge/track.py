@@ -8,7 +8,7 @@ a fresh keyframe instead of queueing latency.
 
 The sender's loop (`rtp_send_loop`) attaches its `send_now`: then a picture goes out from
 `deliver()` itself, as the pipeline publishes it -- one pass over every viewer, no task woken
-per viewer. Pictures it declines (connection not up, relayed ICE pair) are queued for `recv()`
+per viewer. Pictures it declines (connection not up) are queued for `recv()`
 as before, and the direct path waits until that queue is empty so order is kept.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real (Chromium for the browser tests,
 # QEMU and busybox for the guest tests, the aarch64 emulator and cross compiler for the arm64
-# guest), and unpacks a second, newer QEMU for the multi-touch path. Needs root; otherwise says
+# guest, coturn for the TURN relay tests), and unpacks a second, newer QEMU for the multi-touch path. Needs root; otherwise says
 # so loudly and the affected tests skip with their own reason.
 #
 # The arm64 guest's own packages (kernel, busybox-static:arm64) are not installed: the image
@@ -30,6 +30,7 @@ command -v gcc >/dev/null 2>&1 || want+=(gcc libc6-dev)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 fc-list 2>/dev/null | grep -qi dejavu || want+=(fonts-dejavu-core)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
+command -v turnserver >/dev/null 2>&1 || want+=(coturn)  # the TURN relay tests (not started as a service)
 
 # The newer QEMU is wanted on bookworm only (later Debian releases ship QEMU >= 8.1 themselves).
 codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"

@@ -24,6 +24,10 @@ class IceServer:
     username: str | None = None
     credential: str | None = None
 
+    @property
+    def is_turn(self) -> bool:
+        return any(url.startswith(("turn:", "turns:")) for url in self.urls)
+
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"urls": list(self.urls)}
         if self.username is not None:

@@ -94,3 +94,16 @@ def test_turn_rest_credentials_expire_and_verify() -> None:
         hmac.new(b"s3cret", server.username.encode(), hashlib.sha1).digest()
     ).decode()
     assert server.credential == expected
+
+
+def test_relay_only_needs_a_turn_server() -> None:
+    with pytest.raises(ConfigError, match="ice_relay_only needs a TURN server"):
+        load_config(environ={}, overrides={"ice_relay_only": True})
+    with pytest.raises(ConfigError, match="ice_relay_only needs a TURN server"):
+        load_config(environ={}, overrides={"ice_relay_only": True, "ice_servers": ["stun:1.2.3.4"]})
+    ok = load_config(
+        environ={}, overrides={"ice_relay_only": True, "ice_servers": ["turn:127.0.0.1:3478"]}
+    )
+    assert ok.ice_relay_only
+    assert load_config(environ={"CLOUDPHONE_ICE_RELAY_ONLY": "1"}, overrides={
+        "turn_urls": ["turn:127.0.0.1:3478"], "turn_secret": "s"}).ice_relay_only  # fmt: skip

@@ -85,16 +85,16 @@ async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
     await eventually(lambda: not edge.node.sessions)  # stop() saw the loop exit
 
 
-async def test_a_pair_that_wraps_packets_takes_the_queued_path(
+async def test_a_pair_aioice_does_not_drive_takes_the_queued_path(
     edge: Edge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A TURN-relayed pair's protocol wraps every packet, so the direct path (which writes to
-    the socket itself) must decline; pictures then go through aiortc's coroutines."""
+    """The direct path writes through the nominated pair's aioice protocol; if that is not
+    aioice's own (say, after an upgrade) it must decline and aiortc's coroutines send."""
 
-    class OnlyRealUdp:  # the direct path's test for "a plain UDP pair" never matches
+    class NotAioicesProtocol:  # the direct path's test for aioice's protocol never matches
         pass
 
-    monkeypatch.setattr(rtp_send_loop, "StunProtocol", OnlyRealUdp)
+    monkeypatch.setattr(rtp_send_loop, "StunProtocol", NotAioicesProtocol)
     client = await edge.viewer(codec="h264")
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 10)
