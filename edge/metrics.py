@@ -66,13 +66,15 @@ class EdgeCollector(Collector):
         yield from (viewers, encoders, frames, encoded, dropped, sent, encode_ms)
         rtcp = CounterMetricFamily(
             "cloudphone_rtcp_in",
-            "Viewers' RTCP datagrams (read; REMB paced out before decryption; unreadable)",
+            "Viewers' datagrams on the arrival path: RTCP read, REMB paced out before decryption,"
+            " RTCP unreadable, or no STUN/DTLS/RTP at all (unsorted, dropped)",
             labels=["outcome"],
         )
         counters = rtcp_arrival.COUNTERS
         rtcp.add_metric(["read"], counters.read)
         rtcp.add_metric(["remb_paced"], counters.remb_paced)
         rtcp.add_metric(["unreadable"], counters.unreadable)
+        rtcp.add_metric(["unsorted"], counters.unsorted)
         yield rtcp
         lag = self._loop_lag.summary()
         if lag.get("samples"):

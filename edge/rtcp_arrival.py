@@ -7,7 +7,8 @@ receiver whose estimator sees overuse (a busy machine is enough) sends a REMB wi
 packet, 35 a second per viewer as measured by `benchmarks/fanout.py`. RTCP needs no ordering
 with the DTLS records (SCTP) that share the socket, so on each of the connection's UDP sockets
 the datagrams are told apart by their first byte, as RFC 7983 does (0-3 STUN, 20-63 DTLS,
-128-191 RTP/RTCP): RTCP is unprotected, parsed and routed right there -- keyframe requests and
+128-191 RTP/RTCP; anything else, an empty datagram included, is dropped -- aiortc's DTLS task
+dies on an empty one): RTCP is unprotected, parsed and routed right there -- keyframe requests and
 bandwidth estimates go straight to the pipeline (aiortc's own handling of those only steers an
 encoder we do not use), and what aiortc must still see (receiver reports for RTT and stats,
 NACKs to retransmit, BYE) goes to its handlers as before. DTLS and RTP skip the STUN attempt and
@@ -71,6 +72,7 @@ class ArrivalCounters:
     read: int = 0  # unprotected and handled
     remb_paced: int = 0  # a REMB within REMB_MIN_INTERVAL_S of the viewer's last one: dropped
     unreadable: int = 0  # failed SRTCP authentication or parsing: dropped
+    unsorted: int = 0  # any datagram that is no STUN, DTLS or RTP/RTCP (empty, say): dropped
 
 
 COUNTERS = ArrivalCounters()
@@ -104,8 +106,8 @@ def _demultiplexer(
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         nonlocal last_remb
-        first = data[0] if data else 0
-        if first > 127:
+        first = data[0] if data else -1
+        if 127 < first < 192:
             if (
                 component == 1
                 and is_rtcp(data)
@@ -124,10 +126,13 @@ def _demultiplexer(
                     log.exception("handling a viewer's RTCP failed")
             else:
                 queue(data, component)
-        elif first > 19:
-            queue(data, component)  # DTLS (and anything past STUN's range): never STUN
-        else:
+        elif 19 < first < 64:
+            queue(data, component)  # DTLS: never STUN, so skip aioice's attempt at parsing it
+        elif 0 <= first < 4:
             stun(data, addr)
+        else:  # empty, or in no range RFC 7983 assigns; an empty one kills aiortc's DTLS task
+            COUNTERS.unsorted += 1
+            log.debug("dropping a %d-byte datagram from %s: no STUN, DTLS or RTP", len(data), addr)
 
     return datagram_received
 

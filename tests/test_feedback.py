@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
@@ -167,3 +168,29 @@ async def test_a_viewers_remb_is_read_at_most_every_100_ms(edge: Edge) -> None:
 
     text = await (await edge.http.get(edge.url("/metrics"))).text()
     assert 'cloudphone_rtcp_in_total{outcome="remb_paced"}' in text
+
+
+async def test_garbage_on_a_viewers_socket_is_sorted_and_dropped(edge: Edge) -> None:
+    """Datagrams of every shape (STUN-, DTLS-, RTP- and RTCP-looking, empty, huge) fed to the
+    edge's socket callback: none raises into the socket (that would close it), forged RTCP is
+    counted unreadable, and the viewer keeps streaming."""
+    client = await edge.viewer(codec="h264")
+    client.touch("down", 0.1, 0.5)
+    await drag_until(client, lambda: client.frames_received >= 3)
+    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    dtls = session.peer_connection.getSenders()[0].transport
+    await eventually(lambda: getattr(dtls, "_cloudphone_rtcp_on_arrival", False))
+    (protocol,) = [p for p in dtls.transport._connection._protocols if p.transport is not None]
+    unreadable, unsorted = rtcp_arrival.COUNTERS.unreadable, rtcp_arrival.COUNTERS.unsorted
+    rng = random.Random(7)
+    for i in range(600):
+        first = rng.choice([0, 1, 20, 23, 63, 64, 127, 128, 0x80 | rng.randrange(32), 0xBF, 255])
+        second = rng.choice([0, 96, 192, 200, 201, 205, 206, 208, 223, 255])
+        body = rng.randbytes(rng.choice([0, 1, 6, 30, 200, 1400]))
+        datagram = bytes([first, second]) + body if i % 50 else b""
+        protocol.datagram_received(datagram, ("127.0.0.1", 9))
+    assert rtcp_arrival.COUNTERS.unreadable > unreadable
+    assert rtcp_arrival.COUNTERS.unsorted > unsorted  # the empty ones among them
+    frames = client.frames_received
+    await drag_until(client, lambda: client.frames_received >= frames + 5)
+    assert session.peer_connection.connectionState == "connected"
