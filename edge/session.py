@@ -179,7 +179,8 @@ class PeerSession:
             self.guest.events.on(GuestEventName.CLIPBOARD, self._on_guest_clipboard)
         self.pipeline.events.on("screen", self._on_screen)
 
-        await pc.setLocalDescription(await pc.createOffer())
+        await pc.setLocalDescription(await pc.createOffer())  # gathers: the sockets exist now
+        self._receive_on_arrival()
         self._spawn(self._apply_inputs(), "input")
         self._spawn(self._send_stats(), "stats")
         return announce(pc.localDescription.sdp, dict(self.options.announced_addresses))
@@ -394,12 +395,16 @@ class PeerSession:
 
     async def _on_connection_state(self) -> None:
         state = self._pc.connectionState
-        if state == "connected":  # the DTLS transport is final (bundled) and up
-            for sender in self._pc.getSenders():
-                if sender.transport is not None:
-                    receive_rtcp_on_arrival(sender.transport)
+        if state == "connected":  # bundling is settled: the transport actually used
+            self._receive_on_arrival()
         if state in ("failed", "closed") and not self._closing:
             self._spawn(self.close(f"peer connection {state}"), "close")
+
+    def _receive_on_arrival(self) -> None:
+        """Sort datagrams on our sockets ourselves (`rtcp_arrival`) from the first one on."""
+        for sender in self._pc.getSenders():
+            if sender.transport is not None:
+                receive_rtcp_on_arrival(sender.transport)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
