@@ -38,15 +38,7 @@ import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtp import (
-    RTCP_PSFB_APP,
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    RtcpPacket,
-    RtcpPsfbPacket,
-    is_rtcp,
-    unpack_remb_fci,
-)
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, is_rtcp
 from cloudphone.edge.rtcp_feedback import feedback_of
 
 log = logging.getLogger(__name__)
@@ -148,34 +140,13 @@ def handle_rtcp(dtls: RTCDtlsTransport, data: bytes) -> None:
         log.debug("dropping an RTCP datagram: %s", exc)
         return
     COUNTERS.read += 1
-    router = dtls._rtp_router
     for packet in packets:
-        if isinstance(packet, RtcpPsfbPacket) and _feedback(router.senders, packet):
-            continue
-        for recipient in router.route_rtcp(packet):
-            _start(recipient._handle_rtcp_packet(packet))
-
-
-def _feedback(senders: dict[int, Any], packet: RtcpPsfbPacket) -> bool:
-    """Keyframe requests and REMB for watched senders, handled here. False: not ours."""
-    if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-        feedback = feedback_of(senders.get(packet.media_ssrc))
-        if feedback is None:
-            return False
-        feedback.keyframe_requested()
-        return True
-    if packet.fmt == RTCP_PSFB_APP:
-        try:
-            bitrate, ssrcs = unpack_remb_fci(packet.fci)
-        except ValueError:
-            return True  # not REMB: nothing in aiortc reads other application feedback
-        watched = [feedback_of(senders.get(ssrc)) for ssrc in ssrcs]
-        if None in watched:
-            return False
-        for feedback in watched:
-            feedback.bandwidth_estimated(bitrate)  # type: ignore[union-attr]
-        return True
-    return False
+        for recipient in dtls._rtp_router.route_rtcp(packet):
+            feedback = feedback_of(recipient)
+            if feedback is not None and isinstance(packet, RtcpPsfbPacket):
+                feedback.handle(packet)  # all aiortc would do with it is steer its own encoder
+            else:
+                _start(recipient._handle_rtcp_packet(packet))
 
 
 def _start(handler: Coroutine[Any, Any, None]) -> None:

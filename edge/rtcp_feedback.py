@@ -40,7 +40,7 @@ class Feedback:
 
     def handle(self, packet: RtcpPsfbPacket) -> None:
         if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.keyframe_requested()
+            self._on_keyframe_request()
         elif packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -48,13 +48,7 @@ class Feedback:
                 log.debug("ignoring a non-REMB application feedback packet")
             else:
                 if self._sender._ssrc in ssrcs:
-                    self.bandwidth_estimated(bitrate)
-
-    def keyframe_requested(self) -> None:
-        self._on_keyframe_request()
-
-    def bandwidth_estimated(self, bitrate: int) -> None:
-        self._on_bandwidth_estimate(bitrate)
+                    self._on_bandwidth_estimate(bitrate)
 
 
 def watch_feedback(

@@ -180,7 +180,8 @@ class PeerSession:
         self.pipeline.events.on("screen", self._on_screen)
 
         await pc.setLocalDescription(await pc.createOffer())  # gathers: the sockets exist now
-        self._receive_on_arrival()
+        for sender in pc.getSenders():  # bundling later keeps the first (video) transport
+            receive_rtcp_on_arrival(sender.transport)
         self._spawn(self._apply_inputs(), "input")
         self._spawn(self._send_stats(), "stats")
         return announce(pc.localDescription.sdp, dict(self.options.announced_addresses))
@@ -395,16 +396,8 @@ class PeerSession:
 
     async def _on_connection_state(self) -> None:
         state = self._pc.connectionState
-        if state == "connected":  # bundling is settled: the transport actually used
-            self._receive_on_arrival()
         if state in ("failed", "closed") and not self._closing:
             self._spawn(self.close(f"peer connection {state}"), "close")
-
-    def _receive_on_arrival(self) -> None:
-        """Sort datagrams on our sockets ourselves (`rtcp_arrival`) from the first one on."""
-        for sender in self._pc.getSenders():
-            if sender.transport is not None:
-                receive_rtcp_on_arrival(sender.transport)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
