@@ -14,6 +14,7 @@ from cloudphone.edge.app import NODE, POOL, create_app
 from cloudphone.edge.client import PhoneClient
 from cloudphone.edge.config import EdgeConfig, load_config
 from cloudphone.edge.node import EdgeNode
+from cloudphone.edge.session import PeerSession
 from cloudphone.vm.pool import InstancePool
 
 
@@ -39,6 +40,11 @@ class Edge:
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+    def only_session(self) -> PeerSession:
+        """The edge's one open viewer session (tests that connect a single viewer)."""
+        (session,) = self.node.sessions.values()
+        return session
 
     async def viewer(self, instance: str = "phone-1", **kwargs: Any) -> PhoneClient:
         client = await PhoneClient.connect(self.http, self.ws_url, instance, **kwargs)

@@ -72,7 +72,7 @@ async def test_pli_from_a_viewer_forces_a_keyframe(edge: Edge) -> None:
     await eventually(lambda: worker.stats.keyframes >= 1)
     before = worker.stats.keyframes
     receiver = client.pc.getReceivers()[0]
-    track = edge.node.sessions[next(iter(edge.node.sessions))].peer_connection.getSenders()[0]
+    track = edge.only_session().peer_connection.getSenders()[0]
     await receiver._send_rtcp_pli(track._ssrc)  # what a browser sends after a decode error
     await eventually(lambda: worker.stats.keyframes > before)
 
@@ -100,7 +100,7 @@ async def test_viewer_rtcp_is_read_on_arrival_and_aiortc_still_sees_reports_and_
     client = await edge.viewer(codec="h264")
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 5)
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     sender = session.peer_connection.getSenders()[0]
     dtls = sender.transport
     await eventually(lambda: getattr(dtls, "_cloudphone_rtcp_on_arrival", False))
@@ -142,7 +142,7 @@ async def test_a_viewers_remb_is_read_at_most_every_100_ms(edge: Edge) -> None:
     receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 3)
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     ssrc = session.peer_connection.getSenders()[0]._ssrc
     controller = edge.node.pipeline("phone-1")._streams["h264"].bitrate
     assert controller is not None
@@ -177,7 +177,7 @@ async def test_garbage_on_a_viewers_socket_is_sorted_and_dropped(edge: Edge) -> 
     client = await edge.viewer(codec="h264")
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 3)
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     dtls = session.peer_connection.getSenders()[0].transport
     await eventually(lambda: getattr(dtls, "_cloudphone_rtcp_on_arrival", False))
     (protocol,) = [p for p in dtls.transport._connection._protocols if p.transport is not None]

@@ -65,7 +65,7 @@ async def test_the_lean_rtp_loop_keeps_aiortcs_sender_state(edge: Edge) -> None:
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 15)
     assert client.frames_received >= 15
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     sender = session.peer_connection.getSenders()[0]
     assert isinstance(sender._run_rtp, functools.partial)  # the lean loop is installed
     # written from the pipeline's publish (a plain UDP pair), and decodable: the client's
@@ -99,7 +99,7 @@ async def test_a_pair_aioice_does_not_drive_takes_the_queued_path(
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 10)
     assert client.frames_received >= 10
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     assert session.track.packets_sent >= 10
     assert session.track.pictures_sent_directly == 0
 

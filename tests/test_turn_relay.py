@@ -87,7 +87,7 @@ async def test_a_relay_only_edge_streams_and_reads_feedback_through_coturn(
     client.touch("down", 0.1, 0.5)
     await drag_until(client, lambda: client.frames_received >= 15)
     assert client.frames_received >= 15
-    session = edge.node.sessions[next(iter(edge.node.sessions))]
+    session = edge.only_session()
     dtls = session.peer_connection.getSenders()[0].transport
     pair = dtls.transport._connection._nominated[1]
     assert pair.local_candidate.type == "relay"  # the edge's side is its TURN allocation
