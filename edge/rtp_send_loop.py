@@ -65,7 +65,7 @@ _STATE = (
 )
 _DTLS_STATE = ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
 _FIXED_HEADER = struct.Struct("!BBHLL")
-_ABS_SEND_TIME_PROBE = 0xA5C3E1  # a value whose three bytes appear nowhere else in the template
+_ABS_SEND_TIME_PROBE = 0xA5C3E1  # three bytes that appear nowhere else in the extension block
 
 
 def install(sender: RTCRtpSender) -> bool:
@@ -87,7 +87,7 @@ def _set(sender: RTCRtpSender, name: str, value: object) -> None:
 
 
 class LeanRtpSender:
-    """One viewer's RTP state (sequence numbers, timestamp origin, header template) and its two
+    """One viewer's RTP state (sequence numbers, timestamp origin, extension block) and its two
     ways to send a picture: `send_now` (synchronous) and `send` (queued, aiortc's coroutines)."""
 
     def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
@@ -97,7 +97,9 @@ class LeanRtpSender:
         self._history: dict[int, RtpPacket] = _get(sender, "__rtp_history")
         self._sequence_number = random_sequence_number()
         self._timestamp_origin = random32()
-        self._template: tuple[str | None, bytes, int] | None = None  # (mid, tail, offset)
+        # aiortc sets the mid and the extension ids once, in send(), before it starts the loop
+        self._mid: str | None = _get(sender, "__mid")
+        self._tail, self._send_time_at = self._extension_block()
         self._direct_ok = all(hasattr(sender.transport, name) for name in _DTLS_STATE)
         self._direct_failed = False
 
@@ -183,27 +185,25 @@ class LeanRtpSender:
         abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
         extensions = HeaderExtensions()
         extensions.abs_send_time = abs_send_time
-        extensions.mid = _get(self._sender, "__mid")
-        template = self._template
-        if template is None or template[0] != extensions.mid:
-            template = self._template = self._build_template(extensions.mid)
-        _, tail, offset = template
+        extensions.mid = self._mid
+        tail, offset = self._tail, self._send_time_at
         if not tail:
             return 0x80, b"", extensions  # version 2, no extensions negotiated
         if offset >= 0:
             tail = tail[:offset] + abs_send_time.to_bytes(3, "big") + tail[offset + 3 :]
         return 0x90, tail, extensions  # version 2, extension bit
 
-    def _build_template(self, mid: str | None) -> tuple[str | None, bytes, int]:
+    def _extension_block(self) -> tuple[bytes, int]:
+        """The extension block as aiortc's map packs it, and where abs-send-time sits in it
+        (-1: not negotiated, nothing to write)."""
         probe = HeaderExtensions()
-        probe.mid = mid
+        probe.mid = self._mid
         probe.abs_send_time = _ABS_SEND_TIME_PROBE
         profile, packed = _get(self._sender, "__rtp_header_extensions_map").set(probe)
         if not packed:
-            return mid, b"", -1
+            return b"", -1
         tail = struct.pack("!HH", profile, len(packed) >> 2) + packed
-        offset = tail.find(_ABS_SEND_TIME_PROBE.to_bytes(3, "big"))
-        return mid, tail, offset  # -1: abs-send-time not negotiated, nothing to write
+        return tail, tail.find(_ABS_SEND_TIME_PROBE.to_bytes(3, "big"))
 
 
 def _count_dtls(dtls: RTCDtlsTransport, nbytes: int, packets: int) -> None:
