@@ -4,7 +4,8 @@ The edge runs as `cloudphone serve` in its own process (its CPU measured with ps
 an aiortc peer in this process, drags a finger over the Touch app at 30 Hz so the screen changes
 every frame; the other viewers are aiortc peers in a second process (their decoding would
 otherwise slow the owner). Edge CPU is compared at the frame rate the owner actually saw; the
-JSON also has the edge's encoded frames per second, CPU ms per frame and the user/system split
+JSON also has the edge's encoded frames per second, CPU ms per frame, viewers' RTCP datagrams
+per second by outcome (read, or REMB paced out; from /metrics) and the user/system split
 (on loopback the kernel's delivery to each watcher's socket is charged to the edge's sendto).
 Goal of issue 7: 20 viewers cost at most 1.5x the CPU of one, because the phone is encoded and
 packetised once; per viewer only the RTP header, SRTP and the send remain. The viewer counts are
@@ -80,6 +81,17 @@ async def _pipeline(http: aiohttp.ClientSession, port: int) -> dict[str, Any]:
     return dict(health["pipelines"]["phone-1"], loopLag=health["loopLag"])
 
 
+async def _rtcp_in(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
+    """The edge's count of viewers' datagrams on its RTCP arrival path, by outcome."""
+    text = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
+    prefix = 'cloudphone_rtcp_in_total{outcome="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
 def _encoded(pipeline: dict[str, Any]) -> int:
     return sum(int(s.get("framesEncoded", 0)) for s in pipeline["streams"].values())
 
@@ -115,6 +127,7 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             await asyncio.sleep(1.5)
             owner.touch("down", 0.1, 0.5)
             before = await _pipeline(http, port)
+            rtcp0 = await _rtcp_in(http, port)
             received = owner.frames_received
             cpu0 = proc.cpu_times()
             loop0 = _loop_thread_cpu(proc)
@@ -122,6 +135,7 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             cpu1 = proc.cpu_times()
             loop1 = _loop_thread_cpu(proc)
             after = await _pipeline(http, port)
+            rtcp1 = await _rtcp_in(http, port)
             owner_fps = (owner.frames_received - received) / elapsed
             await owner.close()
         user = (cpu1.user - cpu0.user) / elapsed * 100
@@ -149,6 +163,10 @@ async def run(count: int, watermark: str, seconds: float, size: str, config: str
             "bitrate_targets": targets,
             "edge_cpu_ms_per_owner_frame": round(cpu * 10 / max(owner_fps, 0.1), 2),
             "loop_lag": after["loopLag"],
+            # viewers' RTCP per second at the edge: read, and REMB paced out before decryption
+            "rtcp_in_per_s": {
+                k: round((v - rtcp0.get(k, 0)) / elapsed, 1) for k, v in rtcp1.items()
+            },
         }
     finally:
         if watchers is not None:

@@ -4,7 +4,7 @@ Why: in aiortc every datagram a viewer sends is first tried as a STUN message (a
 and raises), then queued for the DTLS transport's task, which wakes once per datagram and takes
 it through four coroutine layers. Viewers mostly send RTCP, and some send a lot: an aiortc
 receiver whose estimator sees overuse (a busy machine is enough) sends a REMB with every RTP
-packet, 35 a second per viewer as measured by `benchmarks/fanout.py`. RTCP needs no ordering
+packet, tens a second per viewer (`benchmarks/fanout.py` records them). RTCP needs no ordering
 with the DTLS records (SCTP) that share the socket, so on each of the connection's UDP sockets
 the datagrams are told apart by their first byte, as RFC 7983 does (0-3 STUN, 20-63 DTLS,
 128-191 RTP/RTCP; anything else, an empty datagram included, is dropped -- aiortc's DTLS task
